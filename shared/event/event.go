@@ -1,0 +1,150 @@
+// Package event defines the signed change event that agents send and the aggregator
+// verifies: its payload, the canonical JSON it is serialized as, and the DSSE envelope
+// (Ed25519) that carries it.
+//
+// An event's ID is the SHA-256 of the DSSE pre-authentication encoding of its payload;
+// Event.Prev is the ID of the previous event of the same device, so a device's events
+// form a hash chain that the aggregator checks link by link.
+package event
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/fenceline/fenceline/shared/ruleset"
+)
+
+// PayloadType is the DSSE payload type of every Fenceline event.
+const PayloadType = "application/vnd.fenceline.event.v1+json"
+
+// Version is the payload version this package writes and accepts.
+const Version = 1
+
+// Kind says what an event reports.
+type Kind string
+
+// Event kinds.
+const (
+	// Baseline is the first event after enrollment (or after the outbox was lost): the
+	// full ruleset, accepted as the device's starting state.
+	Baseline Kind = "baseline"
+	// Change reports one committed nftables generation (or SNMP configuration change)
+	// with its rule-level diff.
+	Change Kind = "change"
+	// Heartbeat carries the current ruleset digest so the aggregator sees the live state
+	// and notices silence.
+	Heartbeat Kind = "heartbeat"
+	// Reconcile follows a period the agent could not observe (it was down, or kernel
+	// notifications were lost): the diff against the last reported state, and the full
+	// ruleset.
+	Reconcile Kind = "reconcile"
+)
+
+// Source names what the agent observed.
+const (
+	SourceNftables = "nftables"
+	SourceSNMP     = "snmp"
+)
+
+// Committer is who committed a change, as far as the kernel says.
+type Committer struct {
+	PID      uint32 `json:"pid,omitempty"`
+	Comm     string `json:"comm,omitempty"`
+	LoginUID string `json:"loginuid,omitempty"`
+	Session  string `json:"session,omitempty"`
+}
+
+// Event is the signed payload. Its JSON form is canonical (RFC 8785) within a safe subset:
+// ASCII keys, no floats, no nulls, integers below 2^53, 64-bit values as strings, times in
+// RFC 3339 UTC.
+type Event struct {
+	V      int    `json:"v"`
+	Kind   Kind   `json:"kind"`
+	Tenant string `json:"tenant"`
+	Device string `json:"device"`
+	KeyID  string `json:"key_id"`
+	// Seq numbers the device's events from 1 without gaps.
+	Seq uint64 `json:"seq,string"`
+	// Prev is the ID of event Seq-1; empty for Seq 1.
+	Prev string `json:"prev,omitempty"`
+	// Observed is when the agent saw the state, RFC 3339 UTC with nanoseconds.
+	Observed string `json:"observed"`
+	Source   string `json:"source"`
+	// Generation is the nftables generation id the state was read at.
+	Generation uint32 `json:"generation,omitempty"`
+	// Before and After are ruleset digests (ruleset.Sum.String); Before is empty for a
+	// baseline.
+	Before string `json:"before,omitempty"`
+	After  string `json:"after"`
+	// Changes is the rule-level diff from Before to After.
+	Changes   []ruleset.Change `json:"changes,omitempty"`
+	Committer *Committer       `json:"committer,omitempty"`
+	// Ruleset is the full state, carried by baseline and reconcile events.
+	Ruleset *ruleset.Ruleset `json:"ruleset,omitempty"`
+	// MissedGenerations lists generation ids a reconcile event could not observe one by
+	// one, as "first-last" ranges.
+	MissedGenerations []string `json:"missed_generations,omitempty"`
+	// Note explains a reconcile in words (agent restart, notification overrun …).
+	Note string `json:"note,omitempty"`
+}
+
+// FormatTime renders t as the payload's time format.
+func FormatTime(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
+
+// ObservedTime parses Observed.
+func (e *Event) ObservedTime() (time.Time, error) {
+	t, err := time.Parse(time.RFC3339Nano, e.Observed)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("observed time: %w", err)
+	}
+	return t, nil
+}
+
+// Validate checks the fields every event must carry.
+func (e *Event) Validate() error {
+	switch {
+	case e.V != Version:
+		return fmt.Errorf("%w: version %d", ErrInvalid, e.V)
+	case e.Kind != Baseline && e.Kind != Change && e.Kind != Heartbeat && e.Kind != Reconcile:
+		return fmt.Errorf("%w: kind %q", ErrInvalid, e.Kind)
+	case !ValidName(e.Tenant) || !ValidName(e.Device):
+		return fmt.Errorf("%w: tenant %q device %q", ErrInvalid, e.Tenant, e.Device)
+	case e.Seq == 0:
+		return fmt.Errorf("%w: sequence 0", ErrInvalid)
+	case e.Seq == 1 && e.Prev != "", e.Seq > 1 && e.Prev == "":
+		return fmt.Errorf("%w: sequence %d with prev %q", ErrInvalid, e.Seq, e.Prev)
+	case e.Source != SourceNftables && e.Source != SourceSNMP:
+		return fmt.Errorf("%w: source %q", ErrInvalid, e.Source)
+	}
+	if _, ok := ruleset.ParseSum(e.After); !ok {
+		return fmt.Errorf("%w: after digest %q", ErrInvalid, e.After)
+	}
+	if e.Before != "" {
+		if _, ok := ruleset.ParseSum(e.Before); !ok {
+			return fmt.Errorf("%w: before digest %q", ErrInvalid, e.Before)
+		}
+	}
+	if _, err := e.ObservedTime(); err != nil {
+		return fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	return nil
+}
+
+// ValidName reports whether s can be a tenant or device name: 1 to 64 characters from
+// letters, digits, '.', '_' and '-', not starting with '.' or '-'. Names appear in MQTT
+// topics, so wildcards and separators are excluded.
+func ValidName(s string) bool {
+	if len(s) == 0 || len(s) > 64 || s[0] == '.' || s[0] == '-' {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+		case c == '.', c == '_', c == '-':
+		default:
+			return false
+		}
+	}
+	return true
+}

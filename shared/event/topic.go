@@ -1,0 +1,45 @@
+package event
+
+import (
+	"fmt"
+	"strings"
+)
+
+// TopicPrefix is the root of every Fenceline MQTT topic.
+const TopicPrefix = "fenceline/v1/"
+
+// Topic kinds under a device.
+const (
+	TopicEvents = "events" // agent → aggregator, QoS 1
+	TopicAcks   = "acks"   // aggregator → agent, retained: highest committed sequence
+	TopicStatus = "status" // the agent's online/offline, retained, with a will
+)
+
+// DeviceTopic is fenceline/v1/{tenant}/{device}/{kind}.
+func DeviceTopic(tenant, device, kind string) string {
+	return TopicPrefix + tenant + "/" + device + "/" + kind
+}
+
+// AlertsTopic is fenceline/v1/{tenant}/alerts.
+func AlertsTopic(tenant string) string { return TopicPrefix + tenant + "/alerts" }
+
+// EventsSubscription matches every device's events topic.
+const EventsSubscription = TopicPrefix + "+/+/" + TopicEvents
+
+// ParseDeviceTopic splits a device topic into tenant, device and kind.
+func ParseDeviceTopic(topic string) (tenant, device, kind string, err error) {
+	rest, ok := strings.CutPrefix(topic, TopicPrefix)
+	parts := strings.Split(rest, "/")
+	if !ok || len(parts) != 3 || !ValidName(parts[0]) || !ValidName(parts[1]) {
+		return "", "", "", fmt.Errorf("not a device topic: %q", topic)
+	}
+	return parts[0], parts[1], parts[2], nil
+}
+
+// Ack is what the aggregator publishes, retained, on a device's acks topic: the highest
+// sequence number committed without a gap, and that event's ID. An agent may forget every
+// event at or below Seq.
+type Ack struct {
+	Seq uint64 `json:"seq,string"`
+	ID  string `json:"id,omitempty"`
+}
