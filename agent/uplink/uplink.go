@@ -102,9 +102,9 @@ func (u *Uplink) Run(ctx context.Context) error {
 		SetAutoReconnect(true).
 		SetConnectRetry(true).
 		SetConnectRetryInterval(time.Second).
-		SetMaxReconnectInterval(10 * time.Second).
-		SetKeepAlive(15 * time.Second).
-		SetPingTimeout(5 * time.Second).
+		SetMaxReconnectInterval(10*time.Second).
+		SetKeepAlive(15*time.Second).
+		SetPingTimeout(5*time.Second).
 		SetOrderMatters(false).
 		SetWill(topicStatus, StatusOffline, 1, true).
 		SetOnConnectHandler(func(c mqtt.Client) {
