@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
 
 	"github.com/secure-systems-lab/go-securesystemslib/dsse"
 )
@@ -51,6 +52,9 @@ func (s *Signer) Seal(e *Event) ([]byte, string, error) {
 	if err := e.Validate(); err != nil {
 		return nil, "", err
 	}
+	if e.KeyID != s.keyID {
+		return nil, "", fmt.Errorf("%w: key id %q, signing with %q", ErrInvalid, e.KeyID, s.keyID)
+	}
 	payload, err := Canonical(e)
 	if err != nil {
 		return nil, "", err
@@ -81,8 +85,8 @@ type Opened struct {
 type KeyLookup func(keyID string) (ed25519.PublicKey, error)
 
 // Open parses an envelope, verifies its signature with the key that lookup returns, checks
-// that the payload is canonical and decodes it. It never trusts the payload before the
-// signature has verified.
+// that the payload is canonical and decodes it; the payload must be exactly the encoding
+// Seal gives its event. It never trusts the payload before the signature has verified.
 func Open(b []byte, lookup KeyLookup) (*Opened, error) {
 	if len(b) > MaxEnvelopeSize {
 		return nil, fmt.Errorf("%w: %d bytes", ErrTooLarge, len(b))
@@ -93,7 +97,9 @@ func Open(b []byte, lookup KeyLookup) (*Opened, error) {
 	if err := d.Decode(&env); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
 	}
-	if d.More() {
+	// Anything but white space after the envelope is trailing data (d.More would let a
+	// closing '}' or ']' through).
+	if err := d.Decode(&json.RawMessage{}); err != io.EOF {
 		return nil, fmt.Errorf("%w: trailing data", ErrMalformed)
 	}
 	if env.PayloadType != PayloadType {
@@ -115,6 +121,9 @@ func Open(b []byte, lookup KeyLookup) (*Opened, error) {
 	if err != nil {
 		return nil, err
 	}
+	if len(pub) != ed25519.PublicKeySize { // ed25519.Verify would panic
+		return nil, fmt.Errorf("%w: no usable key for %s", ErrUnknownKey, keyID)
+	}
 	if !ed25519.Verify(pub, dsse.PAE(PayloadType, payload), sig) {
 		return nil, fmt.Errorf("%w: key %s", ErrBadSignature, keyID)
 	}
@@ -126,6 +135,11 @@ func Open(b []byte, lookup KeyLookup) (*Opened, error) {
 	pd.DisallowUnknownFields()
 	if err := pd.Decode(&o.Event); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	// encoding/json matches keys regardless of case, accepts zero values that Seal leaves
+	// out and numbers with leading zeros in string fields: an event has one encoding only.
+	if again, err := Canonical(&o.Event); err != nil || !bytes.Equal(again, payload) {
+		return nil, fmt.Errorf("%w: payload is not the encoding of its event", ErrInvalid)
 	}
 	if o.Event.KeyID != keyID {
 		return nil, fmt.Errorf("%w: payload key %q signed by %q", ErrInvalid, o.Event.KeyID, keyID)

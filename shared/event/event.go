@@ -8,6 +8,7 @@
 package event
 
 import (
+	"crypto/sha256"
 	"fmt"
 	"time"
 
@@ -100,7 +101,8 @@ func (e *Event) ObservedTime() (time.Time, error) {
 	return t, nil
 }
 
-// Validate checks the fields every event must carry.
+// Validate checks the fields every event must carry. Observed must be in the form that
+// FormatTime writes.
 func (e *Event) Validate() error {
 	switch {
 	case e.V != Version:
@@ -113,6 +115,8 @@ func (e *Event) Validate() error {
 		return fmt.Errorf("%w: sequence 0", ErrInvalid)
 	case e.Seq == 1 && e.Prev != "", e.Seq > 1 && e.Prev == "":
 		return fmt.Errorf("%w: sequence %d with prev %q", ErrInvalid, e.Seq, e.Prev)
+	case e.Prev != "" && !validID(e.Prev):
+		return fmt.Errorf("%w: prev %q is not an event id", ErrInvalid, e.Prev)
 	case e.Source != SourceNftables && e.Source != SourceSNMP:
 		return fmt.Errorf("%w: source %q", ErrInvalid, e.Source)
 	}
@@ -124,10 +128,30 @@ func (e *Event) Validate() error {
 			return fmt.Errorf("%w: before digest %q", ErrInvalid, e.Before)
 		}
 	}
-	if _, err := e.ObservedTime(); err != nil {
+	// time.Parse is lenient (any offset, a one-digit hour, a comma before the fraction):
+	// the payload's time must be exactly what FormatTime writes.
+	t, err := e.ObservedTime()
+	if err != nil {
 		return fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
+	if FormatTime(t) != e.Observed {
+		return fmt.Errorf("%w: observed time %q is not in the form %q", ErrInvalid, e.Observed,
+			FormatTime(t))
+	}
 	return nil
+}
+
+// validID reports whether s has the form of an event ID: 64 lower-case hex digits.
+func validID(s string) bool {
+	if len(s) != 2*sha256.Size {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if (s[i] < '0' || s[i] > '9') && (s[i] < 'a' || s[i] > 'f') {
+			return false
+		}
+	}
+	return true
 }
 
 // ValidName reports whether s can be a tenant or device name: 1 to 64 characters from

@@ -26,11 +26,17 @@ func AlertsTopic(tenant string) string { return TopicPrefix + tenant + "/alerts"
 // EventsSubscription matches every device's events topic.
 const EventsSubscription = TopicPrefix + "+/+/" + TopicEvents
 
-// ParseDeviceTopic splits a device topic into tenant, device and kind.
+// ParseDeviceTopic splits a device topic into tenant, device and kind (TopicEvents,
+// TopicAcks or TopicStatus).
 func ParseDeviceTopic(topic string) (tenant, device, kind string, err error) {
 	rest, ok := strings.CutPrefix(topic, TopicPrefix)
 	parts := strings.Split(rest, "/")
 	if !ok || len(parts) != 3 || !ValidName(parts[0]) || !ValidName(parts[1]) {
+		return "", "", "", fmt.Errorf("not a device topic: %q", topic)
+	}
+	switch parts[2] {
+	case TopicEvents, TopicAcks, TopicStatus:
+	default:
 		return "", "", "", fmt.Errorf("not a device topic: %q", topic)
 	}
 	return parts[0], parts[1], parts[2], nil

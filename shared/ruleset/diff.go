@@ -120,6 +120,7 @@ func compareFamily(a, b string) int {
 func diffTable(out []Change, o, n *Table) []Change {
 	empty := func(t *Table) *Table { return &Table{Family: t.Family, Name: t.Name} }
 	base := Change{}
+	removed := n == nil
 	switch {
 	case o == nil:
 		base.Family, base.Table = n.Family, n.Name
@@ -130,11 +131,6 @@ func diffTable(out []Change, o, n *Table) []Change {
 	case n == nil:
 		base.Family, base.Table = o.Family, o.Name
 		n = empty(o)
-		defer func() {
-			c := base
-			c.Kind = TableRemoved
-			out = append(out, c)
-		}()
 	default:
 		base.Family, base.Table = n.Family, n.Name
 		if !slices.Equal(o.Flags, n.Flags) || o.Comment != n.Comment {
@@ -175,6 +171,11 @@ func diffTable(out []Change, o, n *Table) []Change {
 			out = diffChain(out, base, c, nil)
 		}
 	}
+	if removed {
+		c := base
+		c.Kind = TableRemoved
+		out = append(out, c)
+	}
 	return out
 }
 
@@ -197,9 +198,11 @@ func join(ss []string) string {
 	return out
 }
 
-// diffNamed reports additions, removals and declaration changes of named items.
-func diffNamed[T any](out []Change, base Change, o, n []T, key func(T) string,
-	name func(*Change, T), decl func(T) string, added, removed, changed ChangeKind) []Change {
+// diffNamed reports additions, removals and declaration changes of named items. An item
+// changed when its digest did: decl is for display, and joined lines can be ambiguous.
+func diffNamed[T interface{ Digest() Sum }](out []Change, base Change, o, n []T,
+	key func(T) string, name func(*Change, T), decl func(T) string,
+	added, removed, changed ChangeKind) []Change {
 	om := map[string]T{}
 	for _, x := range o {
 		om[key(x)] = x
@@ -213,7 +216,7 @@ func diffNamed[T any](out []Change, base Change, o, n []T, key func(T) string,
 			c.Kind = added
 			c.After = decl(x)
 			out = append(out, c)
-		} else if decl(ox) != decl(x) {
+		} else if ox.Digest() != x.Digest() {
 			c.Kind = changed
 			c.Before, c.After = decl(ox), decl(x)
 			out = append(out, c)
@@ -253,7 +256,7 @@ func diffSets(out []Change, base Change, o, n []*Set) []Change {
 			c.Kind = SetAdded
 			c.After = join(s.Spec)
 			out = append(out, c)
-		case join(os.Spec) != join(s.Spec) || os.Map != s.Map || os.Dynamic != s.Dynamic:
+		case !slices.Equal(os.Spec, s.Spec) || os.Map != s.Map || os.Dynamic != s.Dynamic:
 			c.Kind = SetChanged
 			c.Before, c.After = join(os.Spec), join(s.Spec)
 			out = append(out, c)

@@ -35,7 +35,9 @@ import (
 //	                         list of flowtable digests ordered by name
 //	"fenceline/v1/ruleset"   list of table digests ordered by (family, name)
 //
-// Rule order inside a chain is configuration and is hashed; the order of chains, sets,
+// Every "ordered by" is plain byte order of the names (for tables: family first, then
+// name); names are unique within their table (the kernel enforces it). Rule order inside
+// a chain is configuration and is hashed; the order of chains, sets,
 // objects and tables is not (it depends on how the ruleset was loaded, not on what it
 // does). Handles, counters and the elements of dynamic sets never enter a digest.
 // The known-answer tests in digest_test.go pin this specification.
@@ -49,15 +51,16 @@ func (s Sum) String() string { return "sha256:" + hex.EncodeToString(s[:]) }
 // IsZero reports whether s is the zero value (no digest).
 func (s Sum) IsZero() bool { return s == Sum{} }
 
-// ParseSum parses the form produced by Sum.String.
+// ParseSum parses the form produced by Sum.String. Upper-case hex is rejected, so that a
+// digest has exactly one spelling and digests compare equal as strings.
 func ParseSum(s string) (Sum, bool) {
 	var out Sum
 	h, ok := strings.CutPrefix(s, "sha256:")
 	if !ok || len(h) != 2*len(out) {
 		return out, false
 	}
-	if _, err := hex.Decode(out[:], []byte(h)); err != nil {
-		return out, false
+	if _, err := hex.Decode(out[:], []byte(h)); err != nil || out.String() != s {
+		return Sum{}, false
 	}
 	return out, true
 }

@@ -60,7 +60,7 @@ type Rule struct {
 	// the handle comment), including a trailing `comment "…"` when the rule has one.
 	Text string `json:"text"`
 	// Handle is the kernel's handle for this rule. Volatile: never hashed or diffed.
-	Handle uint64 `json:"handle,omitempty"`
+	Handle uint64 `json:"handle,string,omitempty"`
 	// Undecoded counts the expressions of this rule that were kept in the lossless
 	// fallback form because the model cannot render them as nft does.
 	Undecoded int `json:"undecoded,omitempty"`
@@ -101,7 +101,9 @@ type Flowtable struct {
 	Flags   []string `json:"flags,omitempty"`
 }
 
-// familyOrder is the order nft itself lists table families in.
+// familyOrder is the model's order of table families. (nft lists tables in creation
+// order; a stable order independent of how the ruleset was loaded is what the model
+// needs.)
 var familyOrder = map[string]int{"ip": 0, "arp": 1, "ip6": 2, "bridge": 3, "inet": 4, "netdev": 5}
 
 // Sort puts tables into the model's order (family as nft orders them, then name) and set

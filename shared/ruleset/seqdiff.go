@@ -1,5 +1,10 @@
 package ruleset
 
+import (
+	"cmp"
+	"slices"
+)
+
 // Edit is one step of a sequence diff: an element of the new sequence that was added
 // (NewIndex valid) or an element of the old sequence that was removed (OldIndex valid).
 type Edit struct {
@@ -10,7 +15,7 @@ type Edit struct {
 
 // maxEditDistance bounds the work (and the O(D²) memory) of the shortest-edit search.
 // Beyond it, DiffSequence falls back to a multiset difference: still a correct edit
-// script that never reports an unchanged element, but not always the shortest.
+// script (lines that moved are removed and added again), but not always the shortest.
 const maxEditDistance = 1024
 
 // DiffSequence returns a shortest edit script from a to b (Myers' O(ND) algorithm after
@@ -104,39 +109,89 @@ func myers(a, b []string) []Edit {
 }
 
 // multisetDiff removes the surplus occurrences of each element of a (the last ones) and
-// adds the surplus occurrences of each element of b (the last ones).
+// adds the surplus occurrences of each element of b (the last ones). The occurrences both
+// sides keep are paired in order (the k-th kept x of a with the k-th kept x of b); pairs
+// off one longest increasing run of those pairs have moved, and are removed and added
+// again, so that the script still turns a into b. O(n log n).
 func multisetDiff(a, b []string) []Edit {
-	count := make(map[string]int, len(a))
+	surplus := make(map[string]int, len(a))
 	for _, s := range a {
-		count[s]++
+		surplus[s]++
 	}
 	for _, s := range b {
-		count[s]--
+		surplus[s]--
 	}
 	// Walk from the end so that the last occurrences are the ones reported.
-	var removed, added []Edit
-	surplus := make(map[string]int, len(count))
-	for s, c := range count {
-		surplus[s] = c
-	}
+	removed := make([]bool, len(a))
 	for i := len(a) - 1; i >= 0; i-- {
 		if surplus[a[i]] > 0 {
 			surplus[a[i]]--
-			removed = append(removed, Edit{OldIndex: i})
+			removed[i] = true
 		}
 	}
+	added := make([]bool, len(b))
 	for j := len(b) - 1; j >= 0; j-- {
-		if count[b[j]] < 0 {
-			count[b[j]]++
-			added = append(added, Edit{Added: true, NewIndex: j})
+		if surplus[b[j]] < 0 {
+			surplus[b[j]]++
+			added[j] = true
 		}
 	}
-	out := make([]Edit, 0, len(removed)+len(added))
-	for i := len(removed) - 1; i >= 0; i-- {
-		out = append(out, removed[i])
+	kept := make(map[string][]int, len(b))
+	for j, s := range b {
+		if !added[j] {
+			kept[s] = append(kept[s], j)
+		}
 	}
-	for j := len(added) - 1; j >= 0; j-- {
-		out = append(out, added[j])
+	var pairA, pairB []int
+	for i, s := range a {
+		if !removed[i] {
+			pairA, pairB = append(pairA, i), append(pairB, kept[s][0])
+			kept[s] = kept[s][1:]
+		}
+	}
+	for k, on := range increasingRun(pairB) {
+		if !on {
+			removed[pairA[k]], added[pairB[k]] = true, true
+		}
+	}
+	var out []Edit
+	for i, r := range removed {
+		if r {
+			out = append(out, Edit{OldIndex: i})
+		}
+	}
+	for j, ad := range added {
+		if ad {
+			out = append(out, Edit{Added: true, NewIndex: j})
+		}
 	}
 	return out
+}
+
+// increasingRun marks the entries of p (distinct values) that are on one longest
+// increasing subsequence of p.
+func increasingRun(p []int) []bool {
+	tails := []int{} // tails[l]: index of the smallest last value of a run of length l+1
+	prev := make([]int, len(p))
+	for k, v := range p {
+		l, _ := slices.BinarySearchFunc(tails, v, func(t, v int) int {
+			return cmp.Compare(p[t], v)
+		})
+		prev[k] = -1
+		if l > 0 {
+			prev[k] = tails[l-1]
+		}
+		if l == len(tails) {
+			tails = append(tails, k)
+		} else {
+			tails[l] = k
+		}
+	}
+	on := make([]bool, len(p))
+	if len(tails) > 0 {
+		for k := tails[len(tails)-1]; k >= 0; k = prev[k] {
+			on[k] = true
+		}
+	}
+	return on
 }

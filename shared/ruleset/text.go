@@ -10,10 +10,7 @@ import (
 // which is volatile); dynamic sets list no elements.
 func (rs *Ruleset) Text() string {
 	var b strings.Builder
-	for i, t := range rs.Tables {
-		if i > 0 {
-			b.WriteByte('\n')
-		}
+	for _, t := range rs.Tables {
 		t.writeText(&b)
 	}
 	return b.String()
@@ -27,7 +24,8 @@ func (t *Table) writeText(b *strings.Builder) {
 	if t.Comment != "" {
 		b.WriteString("\tcomment " + Quote(t.Comment) + "\n")
 	}
-	first := len(t.Flags) == 0 && t.Comment == ""
+	// nft separates the first item from the flags line by a blank line, not from the comment.
+	first := len(t.Flags) == 0
 	sep := func() {
 		if !first {
 			b.WriteByte('\n')
@@ -99,11 +97,8 @@ func (c *Chain) Header() string {
 	case 1:
 		h += " device " + Quote(c.Devices[0])
 	default:
-		q := make([]string, len(c.Devices))
-		for i, d := range c.Devices {
-			q[i] = Quote(d)
-		}
-		h += " devices = { " + strings.Join(q, ", ") + " }"
+		// nft quotes a single device but not the devices of a list.
+		h += " devices = { " + strings.Join(c.Devices, ", ") + " }"
 	}
 	h += " priority " + c.Priority + ";"
 	if c.Policy != "" {

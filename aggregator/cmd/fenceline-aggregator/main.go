@@ -1,0 +1,234 @@
+// Command fenceline-aggregator receives agents' signed ruleset events over MQTT, keeps
+// them in a raft-replicated store, compares every observed change with the approved
+// change requests, and serves the HTTP API that fencectl uses.
+//
+// Usage:
+//
+//	fenceline-aggregator [--config FILE] [--data-dir DIR] [--http-listen ADDR]
+//	    [--raft-listen ADDR] [--broker-url URL] [--embedded-broker-listen ADDR]
+//	    [--log-level LEVEL] [--log-format text|json]
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/spf13/pflag"
+
+	"github.com/fenceline/fenceline/aggregator/api"
+	"github.com/fenceline/fenceline/aggregator/broker"
+	"github.com/fenceline/fenceline/aggregator/config"
+	"github.com/fenceline/fenceline/aggregator/ingest"
+	"github.com/fenceline/fenceline/aggregator/store"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "fenceline-aggregator:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	fs := config.NewFlagSet("fenceline-aggregator")
+	cfg, err := config.Load(fs, os.Args[1:])
+	if errors.Is(err, pflag.ErrHelp) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	log, err := newLogger(cfg.Log, os.Stderr)
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return serve(ctx, cfg, log)
+}
+
+func newLogger(c config.LogConfig, w io.Writer) (*slog.Logger, error) {
+	level, err := config.ParseLevel(c.Level)
+	if err != nil {
+		return nil, err
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	if c.Format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return slog.New(slog.NewTextHandler(w, opts)), nil
+}
+
+// Timeouts of the process's life.
+const (
+	startTimeout    = 30 * time.Second // raft election at start
+	brokerWait      = 10 * time.Second // first broker connection before the API opens
+	shutdownTimeout = 15 * time.Second // all components together
+)
+
+// serve runs the aggregator until ctx ends, then stops its parts in order: API, ingest,
+// store, embedded broker.
+func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) (err error) {
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return fmt.Errorf("data dir: %w", err)
+	}
+	token, err := adminToken(cfg, log)
+	if err != nil {
+		return err
+	}
+
+	// Everything started is stopped on the way out, newest first, under one deadline.
+	var stops []func(context.Context) error
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+		defer cancel()
+		for i := len(stops) - 1; i >= 0; i-- {
+			if serr := stops[i](sctx); serr != nil {
+				log.Error("shutdown", "err", serr)
+				err = errors.Join(err, serr)
+			}
+		}
+		log.Info("stopped")
+	}()
+
+	brokerURL := cfg.Broker.URL
+	if brokerURL == "" {
+		b, err := broker.Start(broker.Config{
+			Listen: cfg.EmbeddedBroker.Listen, DataDir: filepath.Join(cfg.DataDir, "broker"),
+		}, log)
+		if err != nil {
+			return err
+		}
+		stops = append(stops, b.Shutdown)
+		brokerURL = b.URL()
+	}
+
+	st, err := store.Open(store.Config{
+		Dir: filepath.Join(cfg.DataDir, "store"), RaftListen: cfg.Raft.Listen, NodeID: cfg.Raft.NodeID,
+	}, log)
+	if err != nil {
+		return err
+	}
+	stops = append(stops, st.Shutdown)
+	sctx, cancel := context.WithTimeout(ctx, startTimeout)
+	defer cancel()
+	if err := st.WaitLeader(sctx); err != nil {
+		return err
+	}
+
+	in := ingest.New(ingest.Config{
+		BrokerURL: brokerURL, ClientID: cfg.Broker.ClientID, Username: cfg.Broker.Username,
+		Password: cfg.Broker.Password, QueueSize: cfg.Ingest.QueueSize, Workers: cfg.Ingest.Workers,
+	}, st, log)
+	in.Start()
+	stops = append(stops, in.Shutdown)
+	wctx, wcancel := context.WithTimeout(ctx, brokerWait)
+	defer wcancel()
+	if err := in.WaitConnected(wctx); err != nil {
+		// The API is useful without the broker; the client keeps trying.
+		log.Warn("MQTT broker not reachable yet; retrying in the background", "broker", brokerURL)
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), in)
+	advertise := cfg.Broker.AdvertiseURL
+	if advertise == "" {
+		advertise = brokerURL
+	}
+	handler := api.New(api.Config{
+		AdminToken: token, BrokerURL: advertise, EnrollTTL: cfg.Enrollment.TokenTTL,
+		Gatherer: reg, IngestStats: func() any { return in.Stats() },
+		OnEnroll: func(r store.EnrollResult) {
+			if r.Reenrolled {
+				in.ResetAck(r.Device.Tenant, r.Device.Device)
+			}
+		},
+	}, st, log)
+
+	ln, err := net.Listen("tcp", cfg.HTTP.Listen)
+	if err != nil {
+		return fmt.Errorf("http listen: %w", err)
+	}
+	srv := &http.Server{
+		Handler:           handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	stops = append(stops, func(ctx context.Context) error {
+		if err := srv.Shutdown(ctx); err != nil {
+			return fmt.Errorf("http shutdown: %w", err)
+		}
+		return nil
+	})
+	log.Info("aggregator running", "http", "http://"+ln.Addr().String(), "broker", brokerURL,
+		"raft", cfg.Raft.Listen, "data_dir", cfg.DataDir)
+
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down")
+		return nil
+	case err := <-served:
+		return fmt.Errorf("http server: %w", err)
+	}
+}
+
+// adminToken returns the configured admin token, or the one in the token file,
+// generating that file (mode 0600) at first start.
+func adminToken(cfg *config.Config, log *slog.Logger) (string, error) {
+	if cfg.HTTP.AdminToken != "" {
+		return cfg.HTTP.AdminToken, nil
+	}
+	path := cfg.AdminTokenPath()
+	b, err := os.ReadFile(path)
+	if err == nil {
+		tok := strings.TrimSpace(string(b))
+		if tok == "" {
+			return "", fmt.Errorf("admin token file %s is empty", path)
+		}
+		log.Info("admin token loaded", "path", path)
+		return tok, nil
+	}
+	if !errors.Is(err, os.ErrNotExist) {
+		return "", fmt.Errorf("admin token: %w", err)
+	}
+	raw := make([]byte, 32)
+	if _, err := rand.Read(raw); err != nil {
+		return "", fmt.Errorf("admin token: %w", err)
+	}
+	tok := base64.RawURLEncoding.EncodeToString(raw)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return "", fmt.Errorf("admin token: %w", err)
+	}
+	_, err = f.WriteString(tok + "\n")
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(path)
+		return "", fmt.Errorf("admin token: %w", err)
+	}
+	log.Info("generated admin token; fencectl reads it with --token-file", "path", path)
+	return tok, nil
+}

@@ -1,0 +1,237 @@
+package deviation
+
+import (
+	"testing"
+	"time"
+
+	"github.com/fenceline/fenceline/aggregator/model"
+	"github.com/fenceline/fenceline/shared/ruleset"
+)
+
+var t0 = time.Date(2025, 6, 1, 10, 0, 0, 0, time.UTC)
+
+func cr(id string, state model.CRState, device string, changes ...model.PlannedChange) *model.CR {
+	return &model.CR{
+		Tenant: "acme", ID: id, Device: device, State: state,
+		WindowStart: t0, WindowEnd: t0.Add(time.Hour), Changes: changes,
+	}
+}
+
+func add(chain, rule string) model.PlannedChange {
+	return model.PlannedChange{Action: model.ActionAdd, Chain: chain, Rule: rule}
+}
+
+func del(chain, rule string) model.PlannedChange {
+	return model.PlannedChange{Action: model.ActionDelete, Chain: chain, Rule: rule}
+}
+
+func ruleChange(kind ruleset.ChangeKind, fam, table, chain, rule string) ruleset.Change {
+	return ruleset.Change{Kind: kind, Family: fam, Table: table, Chain: chain, Position: 1, Rule: rule}
+}
+
+var (
+	add443 = add("inet filter input", "tcp dport 443 accept")
+	del80  = del("inet filter input", "tcp dport 80 accept")
+)
+
+func approved(id string, changes ...model.PlannedChange) *model.CR {
+	return cr(id, model.CRApproved, "fw1", changes...)
+}
+
+func TestEvaluate(t *testing.T) {
+	added := ruleChange(ruleset.RuleAdded, "inet", "filter", "input", "tcp dport 443 accept")
+	removed := ruleChange(ruleset.RuleRemoved, "inet", "filter", "input", "tcp dport 80 accept")
+	tests := []struct {
+		name        string
+		crs         []*model.CR
+		observed    time.Time
+		changes     []ruleset.Change
+		deviations  int
+		implemented []string // ids of updated CRs that are implemented
+		updated     int
+	}{
+		{
+			name:       "no CR",
+			changes:    []ruleset.Change{added},
+			deviations: 1,
+		},
+		{
+			name:        "approved CR in window",
+			crs:         []*model.CR{approved("CR-1", add443)},
+			changes:     []ruleset.Change{added},
+			implemented: []string{"CR-1"},
+			updated:     1,
+		},
+		{
+			name:        "whitespace differs",
+			crs:         []*model.CR{approved("CR-1", add(" inet  filter\tinput ", "tcp  dport 443\taccept "))},
+			changes:     []ruleset.Change{added},
+			implemented: []string{"CR-1"},
+			updated:     1,
+		},
+		{
+			name:       "submitted, not approved",
+			crs:        []*model.CR{cr("CR-1", model.CRSubmitted, "fw1", add443)},
+			changes:    []ruleset.Change{added},
+			deviations: 1,
+		},
+		{
+			name:       "other device",
+			crs:        []*model.CR{cr("CR-1", model.CRApproved, "fw2", add443)},
+			changes:    []ruleset.Change{added},
+			deviations: 1,
+		},
+		{
+			name:       "before the window",
+			crs:        []*model.CR{approved("CR-1", add443)},
+			observed:   t0.Add(-time.Second),
+			changes:    []ruleset.Change{added},
+			deviations: 1,
+		},
+		{
+			name:       "after the window",
+			crs:        []*model.CR{approved("CR-1", add443)},
+			observed:   t0.Add(time.Hour + time.Nanosecond),
+			changes:    []ruleset.Change{added},
+			deviations: 1,
+		},
+		{
+			name:        "window end is inclusive",
+			crs:         []*model.CR{approved("CR-1", add443)},
+			observed:    t0.Add(time.Hour),
+			changes:     []ruleset.Change{added},
+			implemented: []string{"CR-1"},
+			updated:     1,
+		},
+		{
+			name:       "wrong action",
+			crs:        []*model.CR{approved("CR-1", del("inet filter input", "tcp dport 443 accept"))},
+			changes:    []ruleset.Change{added},
+			deviations: 1,
+		},
+		{
+			name:       "other chain",
+			crs:        []*model.CR{approved("CR-1", add("ip filter input", "tcp dport 443 accept"))},
+			changes:    []ruleset.Change{added},
+			deviations: 1,
+		},
+		{
+			name:       "other rule",
+			crs:        []*model.CR{approved("CR-1", add("inet filter input", "tcp dport 8443 accept"))},
+			changes:    []ruleset.Change{added},
+			deviations: 1,
+		},
+		{
+			name: "partly implemented stays approved",
+			crs: []*model.CR{cr("CR-1", model.CRApproved, "fw1",
+				add443, del80)},
+			changes: []ruleset.Change{added},
+			updated: 1,
+		},
+		{
+			name: "add and delete in one event",
+			crs: []*model.CR{cr("CR-1", model.CRApproved, "fw1",
+				add443, del80)},
+			changes:     []ruleset.Change{added, removed},
+			implemented: []string{"CR-1"},
+			updated:     1,
+		},
+		{
+			name:       "a planned change covers one observed change",
+			crs:        []*model.CR{approved("CR-1", add443)},
+			changes:    []ruleset.Change{added, added},
+			deviations: 1, implemented: []string{"CR-1"}, updated: 1,
+		},
+		{
+			name: "already observed change is not covered again",
+			crs: []*model.CR{func() *model.CR {
+				c := cr("CR-1", model.CRImplemented, "fw1", add443)
+				c.Changes[0].ObservedEvent = "e0"
+				return c
+			}()},
+			changes:    []ruleset.Change{added},
+			deviations: 1,
+		},
+		{
+			name: "set element and table changes are unauthorized",
+			changes: []ruleset.Change{
+				{Kind: ruleset.ElementAdded, Family: "inet", Table: "filter", Set: "allow", Element: "10.0.0.1"},
+				{Kind: ruleset.TableAdded, Family: "inet", Table: "marker"},
+				{Kind: ruleset.ChainPolicy, Family: "inet", Table: "filter", Chain: "input", Before: "drop", After: "accept"},
+			},
+			deviations: 3,
+		},
+		{
+			name: "first matching CR in order wins",
+			crs: []*model.CR{
+				approved("CR-1", add443),
+				approved("CR-2", add443),
+			},
+			changes:     []ruleset.Change{added},
+			implemented: []string{"CR-1"},
+			updated:     1,
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			obs := tc.observed
+			if obs.IsZero() {
+				obs = t0.Add(time.Minute)
+			}
+			before := make([]model.CR, len(tc.crs))
+			for i, c := range tc.crs {
+				before[i] = *c.Clone()
+			}
+			res := Evaluate(Observation{
+				Tenant: "acme", Device: "fw1", EventID: "e1", Seq: 7, Observed: obs,
+				ObservedText: obs.Format(time.RFC3339Nano), Received: obs, Changes: tc.changes,
+			}, tc.crs)
+			if len(res.Deviations) != tc.deviations {
+				t.Errorf("%d deviations, want %d: %+v", len(res.Deviations), tc.deviations, res.Deviations)
+			}
+			if len(res.Updated) != tc.updated {
+				t.Errorf("%d updated CRs, want %d", len(res.Updated), tc.updated)
+			}
+			var impl []string
+			for _, c := range res.Updated {
+				if c.State == model.CRImplemented {
+					impl = append(impl, c.ID)
+					if !c.ImplementedAt.Equal(obs) {
+						t.Errorf("%s implemented at %v, want %v", c.ID, c.ImplementedAt, obs)
+					}
+				}
+			}
+			if len(impl) != len(tc.implemented) || (len(impl) > 0 && impl[0] != tc.implemented[0]) {
+				t.Errorf("implemented %v, want %v", impl, tc.implemented)
+			}
+			for i, c := range tc.crs {
+				if c.State != before[i].State || c.Changes[0].ObservedEvent != before[i].Changes[0].ObservedEvent {
+					t.Errorf("input CR %s was modified", c.ID)
+				}
+			}
+			for _, d := range res.Deviations {
+				if d.Kind != model.Unauthorized || d.State != model.DeviationOpen || d.EventID != "e1" ||
+					d.Seq != 7 || d.Tenant != "acme" || d.Device != "fw1" || d.Change == "" {
+					t.Errorf("deviation %+v", d)
+				}
+			}
+		})
+	}
+}
+
+func TestUnauthorizedFields(t *testing.T) {
+	ch := ruleset.Change{Kind: ruleset.RuleRemoved, Family: "ip", Table: "filter", Chain: "input",
+		Position: 4, Rule: "ct state invalid counter drop"}
+	res := Evaluate(Observation{Tenant: "acme", Device: "fw1", EventID: "e9", Seq: 12,
+		Observed: t0, ObservedText: "2025-06-01T10:00:00Z", Received: t0.Add(time.Second),
+		Changes: []ruleset.Change{ch}}, nil)
+	want := model.Deviation{
+		Tenant: "acme", Kind: model.Unauthorized, State: model.DeviationOpen, Device: "fw1",
+		Change: ruleset.RuleRemoved, Family: "ip", Table: "filter", Chain: "input", Position: 4,
+		Rule: "ct state invalid counter drop", EventID: "e9", Seq: 12,
+		Observed: "2025-06-01T10:00:00Z", Raised: t0.Add(time.Second),
+	}
+	if len(res.Deviations) != 1 || res.Deviations[0] != want {
+		t.Fatalf("got %+v\nwant %+v", res.Deviations, want)
+	}
+}

@@ -1,0 +1,52 @@
+package store
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/hashicorp/raft"
+)
+
+// Errors returned by the store. The API maps them to HTTP statuses; callers test them with
+// errors.Is.
+var (
+	// ErrNotFound: no record with that key (tenant, device, CR).
+	ErrNotFound = errors.New("not found")
+	// ErrExists: a record with that key exists already (a CR id).
+	ErrExists = errors.New("already exists")
+	// ErrInvalid: the command's content is not acceptable (a validation the state machine
+	// repeats, so that every node agrees whatever the proposer checked).
+	ErrInvalid = errors.New("invalid")
+	// ErrTokenUnknown: no enrollment token has that hash.
+	ErrTokenUnknown = errors.New("enrollment token unknown")
+	// ErrTokenUsed: the enrollment token was used already.
+	ErrTokenUsed = errors.New("enrollment token already used")
+	// ErrTokenExpired: the enrollment token's expiry has passed.
+	ErrTokenExpired = errors.New("enrollment token expired")
+	// ErrSelfApproval: the requester of a CR tried to approve it.
+	ErrSelfApproval = errors.New("requester cannot approve their own change request")
+	// ErrState: the CR is not in a state that allows the transition.
+	ErrState = errors.New("wrong state")
+	// ErrFSMFailed: the state machine could not write its state file and stopped
+	// applying; the node must be restarted (it then re-applies from the raft log).
+	ErrFSMFailed = errors.New("state machine failed")
+	// ErrClosed: the store was shut down.
+	ErrClosed = errors.New("store closed")
+)
+
+// NotLeaderError is returned for writes on a node that is not the raft leader. It names
+// the leader, if known, so a caller can forward. It matches raft.ErrNotLeader.
+type NotLeaderError struct {
+	LeaderID   string
+	LeaderAddr string
+}
+
+func (e *NotLeaderError) Error() string {
+	if e.LeaderAddr == "" {
+		return "not the leader; no leader known"
+	}
+	return fmt.Sprintf("not the leader; leader is %s at %s", e.LeaderID, e.LeaderAddr)
+}
+
+// Unwrap makes errors.Is(err, raft.ErrNotLeader) hold.
+func (e *NotLeaderError) Unwrap() error { return raft.ErrNotLeader }

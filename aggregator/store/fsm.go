@@ -1,0 +1,289 @@
+package store
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/raft"
+	bolt "go.etcd.io/bbolt"
+)
+
+// fsm is the replicated state machine. Its state lives in its own bbolt file, which is
+// durable by itself: every Apply commits (fsync) the state change together with the raft
+// index it came from, so after a restart the entries raft replays at or below that index
+// are skipped rather than applied twice.
+//
+// Determinism contract. Apply must compute the same state from the same log on every
+// node, today and when the log is replayed by a later version. Inside Apply and
+// everything it calls:
+//   - no wall clock: times come inside the command (the proposer's clock);
+//   - no randomness: ids are numbered from counters in the state, tokens are hashed
+//     by the proposer;
+//   - no I/O other than the bbolt transaction: no network, no files, no logging that
+//     changes behaviour;
+//   - no iteration over Go maps where the order reaches the state or the result;
+//   - every rejection is decided from the command and the state alone, and a rejected
+//     command writes nothing but the applied index.
+//
+// Readers use the same bbolt file through view; Restore swaps the file under the write
+// lock.
+type fsm struct {
+	path string
+	log  *slog.Logger
+
+	mu sync.RWMutex // guards db against Restore; Apply and view hold it shared
+	db *bolt.DB
+
+	// applied is the last raft index written to the state file. Only the FSM goroutine
+	// (Apply, Restore) writes it.
+	applied atomic.Uint64
+	// failed is set when a state write failed; the FSM then applies nothing more until
+	// restarted, so the file never skips an entry.
+	failed atomic.Pointer[error]
+}
+
+// applyResult is what Apply returns through the raft future.
+type applyResult struct {
+	value any
+	err   error
+}
+
+// errRejected makes a handler's transaction roll back while its value is still returned
+// (a duplicate or out-of-sequence event: an answer, not an error).
+var errRejected = errors.New("rejected")
+
+var boltOptions = &bolt.Options{Timeout: 5 * time.Second}
+
+func openFSM(path string, log *slog.Logger) (*fsm, error) {
+	f := &fsm{path: path, log: log}
+	if err := f.open(); err != nil {
+		return nil, err
+	}
+	return f, nil
+}
+
+func (f *fsm) open() error {
+	db, err := bolt.Open(f.path, 0o600, boltOptions)
+	if err != nil {
+		return fmt.Errorf("open state %s: %w", f.path, err)
+	}
+	var applied uint64
+	err = db.Update(func(tx *bolt.Tx) error {
+		if err := createBuckets(tx); err != nil {
+			return err
+		}
+		applied = readApplied(tx)
+		return nil
+	})
+	if err != nil {
+		db.Close()
+		return fmt.Errorf("init state %s: %w", f.path, err)
+	}
+	f.db = db
+	f.applied.Store(applied)
+	return nil
+}
+
+func (f *fsm) close() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.db == nil {
+		return nil
+	}
+	err := f.db.Close()
+	f.db = nil
+	return err
+}
+
+// appliedIndex is the last raft index in the state file.
+func (f *fsm) appliedIndex() uint64 { return f.applied.Load() }
+
+// err is the write failure that stopped the state machine, or nil.
+func (f *fsm) err() error {
+	if p := f.failed.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// view runs fn in a read transaction.
+func (f *fsm) view(fn func(tx *bolt.Tx) error) error {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	if f.db == nil {
+		return ErrClosed
+	}
+	return f.db.View(fn)
+}
+
+// Apply applies one committed log entry.
+func (f *fsm) Apply(l *raft.Log) any {
+	if l.Type != raft.LogCommand {
+		return nil
+	}
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	if err := f.err(); err != nil {
+		return &applyResult{err: fmt.Errorf("%w: %v", ErrFSMFailed, err)}
+	}
+	if l.Index <= f.applied.Load() {
+		// Replayed after a restart: the state file has it already.
+		return &applyResult{}
+	}
+	var cmd command
+	handler := f.handler
+	if err := json.Unmarshal(l.Data, &cmd); err != nil {
+		handler = func(*bolt.Tx, command) (any, error) {
+			return nil, fmt.Errorf("%w: command: %v", ErrInvalid, err)
+		}
+	}
+	var res applyResult
+	refused := false
+	err := f.db.Update(func(tx *bolt.Tx) error {
+		res.value, res.err = handler(tx, cmd)
+		if res.err != nil {
+			refused = true
+			return res.err
+		}
+		return putApplied(tx, l.Index)
+	})
+	if refused {
+		// The handler refused (a decision, the same on every node): nothing of it was
+		// written, only the index moves.
+		if errors.Is(res.err, errRejected) {
+			res.err = nil
+		}
+		err = f.db.Update(func(tx *bolt.Tx) error { return putApplied(tx, l.Index) })
+	}
+	if err != nil {
+		// The state file could not be written. Stop applying: the raft log still holds
+		// this entry and everything after it, and a restart applies them again.
+		f.failed.Store(&err)
+		f.log.Error("state machine write failed; restart the node", "index", l.Index, "err", err)
+		return &applyResult{err: fmt.Errorf("%w: %v", ErrFSMFailed, err)}
+	}
+	f.applied.Store(l.Index)
+	return &res
+}
+
+// handler dispatches one command. It runs inside the write transaction.
+func (f *fsm) handler(tx *bolt.Tx, cmd command) (any, error) {
+	switch cmd.Type {
+	case cmdCreateEnrollment:
+		return decodeAndRun(tx, cmd.Payload, applyCreateEnrollment)
+	case cmdEnroll:
+		return decodeAndRun(tx, cmd.Payload, applyEnroll)
+	case cmdAppendEvent:
+		return decodeAndRun(tx, cmd.Payload, applyAppendEvent)
+	case cmdCreateCR:
+		return decodeAndRun(tx, cmd.Payload, applyCreateCR)
+	case cmdApproveCR:
+		return decodeAndRun(tx, cmd.Payload, applyApproveCR)
+	}
+	return nil, fmt.Errorf("%w: unknown command type %q", ErrInvalid, cmd.Type)
+}
+
+func decodeAndRun[T any](tx *bolt.Tx, payload []byte,
+	fn func(*bolt.Tx, *T) (any, error)) (any, error) {
+	var p T
+	if err := json.Unmarshal(payload, &p); err != nil {
+		return nil, fmt.Errorf("%w: payload: %v", ErrInvalid, err)
+	}
+	return fn(tx, &p)
+}
+
+// Snapshot captures the state as of now: a read transaction that Persist streams out.
+// A long Persist holds that transaction open, which makes writes that need to grow the
+// file wait until it ends.
+func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	if err := f.err(); err != nil {
+		// A snapshot now would claim entries the state file does not hold.
+		return nil, fmt.Errorf("%w: %v", ErrFSMFailed, err)
+	}
+	tx, err := f.db.Begin(false)
+	if err != nil {
+		return nil, fmt.Errorf("snapshot: %w", err)
+	}
+	return &fsmSnapshot{tx: tx}, nil
+}
+
+// Restore replaces the whole state with a snapshot: the stream is a bbolt file, written
+// next to the state file, synced, and renamed over it.
+func (f *fsm) Restore(rc io.ReadCloser) error {
+	defer rc.Close()
+	tmp := f.path + ".restore"
+	if err := writeSynced(tmp, rc); err != nil {
+		return fmt.Errorf("restore: %w", err)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.db != nil {
+		if err := f.db.Close(); err != nil {
+			return fmt.Errorf("restore: close state: %w", err)
+		}
+		f.db = nil
+	}
+	if err := os.Rename(tmp, f.path); err != nil {
+		return fmt.Errorf("restore: %w", err)
+	}
+	if err := syncDir(filepath.Dir(f.path)); err != nil {
+		return fmt.Errorf("restore: %w", err)
+	}
+	f.failed.Store(nil)
+	if err := f.open(); err != nil {
+		return fmt.Errorf("restore: %w", err)
+	}
+	f.log.Info("state restored from snapshot", "applied_index", f.applied.Load())
+	return nil
+}
+
+type fsmSnapshot struct{ tx *bolt.Tx }
+
+// Persist writes the bbolt file as of the snapshot's transaction to the sink.
+func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
+	if _, err := s.tx.WriteTo(sink); err != nil {
+		sink.Cancel()
+		return fmt.Errorf("persist snapshot: %w", err)
+	}
+	return sink.Close()
+}
+
+// Release ends the snapshot's read transaction.
+func (s *fsmSnapshot) Release() { s.tx.Rollback() }
+
+func writeSynced(path string, r io.Reader) error {
+	out, err := os.OpenFile(path, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, r); err != nil {
+		out.Close()
+		os.Remove(path)
+		return err
+	}
+	if err := out.Sync(); err != nil {
+		out.Close()
+		os.Remove(path)
+		return err
+	}
+	return out.Close()
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}

@@ -1,0 +1,120 @@
+package store
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Layout of the state file. Tenant and device names never contain '/', so
+// "tenant/device" and "tenant/id" keys are unambiguous and a tenant's records are the
+// keys with the prefix "tenant/".
+var (
+	bucketMeta        = []byte("meta")        // keyApplied → big-endian raft index
+	bucketEnrollments = []byte("enrollments") // hex SHA-256 of token → model.Enrollment
+	bucketDevices     = []byte("devices")     // tenant/device → model.Device
+	bucketRulesets    = []byte("rulesets")    // tenant/device → ruleset JSON
+	bucketEvents      = []byte("events")      // tenant/device → {big-endian record → model.Event}
+	bucketEnvelopes   = []byte("envelopes")   // tenant/device → {big-endian record → envelope}
+	bucketCRs         = []byte("crs")         // tenant/id → model.CR
+	bucketDeviations  = []byte("deviations")  // tenant/big-endian number → model.Deviation
+	bucketCounters    = []byte("counters")    // name → big-endian uint64
+
+	allBuckets = [][]byte{bucketMeta, bucketEnrollments, bucketDevices, bucketRulesets,
+		bucketEvents, bucketEnvelopes, bucketCRs, bucketDeviations, bucketCounters}
+
+	keyApplied = []byte("applied_index")
+)
+
+// Counter names. Per-tenant counters are "tenant/" + name.
+const (
+	counterCR              = "cr"
+	counterDeviation       = "deviation"
+	counterEventsAccepted  = "events_accepted"
+	counterDeviationsRaise = "deviations_raised"
+)
+
+func deviceKey(tenant, device string) []byte { return []byte(tenant + "/" + device) }
+
+func tenantKey(tenant, id string) []byte { return []byte(tenant + "/" + id) }
+
+func tenantPrefix(tenant string) []byte { return []byte(tenant + "/") }
+
+func numberKey(prefix []byte, n uint64) []byte {
+	k := make([]byte, len(prefix)+8)
+	copy(k, prefix)
+	binary.BigEndian.PutUint64(k[len(prefix):], n)
+	return k
+}
+
+func u64(n uint64) []byte { return binary.BigEndian.AppendUint64(nil, n) }
+
+func createBuckets(tx *bolt.Tx) error {
+	for _, b := range allBuckets {
+		if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+			return fmt.Errorf("bucket %s: %w", b, err)
+		}
+	}
+	return nil
+}
+
+// getJSON decodes the value at key into v; it reports false when there is none. The
+// value is decoded before the transaction ends, so nothing aliases bbolt's memory.
+func getJSON(b *bolt.Bucket, key []byte, v any) (bool, error) {
+	raw := b.Get(key)
+	if raw == nil {
+		return false, nil
+	}
+	if err := json.Unmarshal(raw, v); err != nil {
+		return false, fmt.Errorf("decode %s: %w", key, err)
+	}
+	return true, nil
+}
+
+func putJSON(b *bolt.Bucket, key []byte, v any) error {
+	raw, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("encode %s: %w", key, err)
+	}
+	return b.Put(key, raw)
+}
+
+// forPrefix calls fn for every key with the prefix, in key order.
+func forPrefix(b *bolt.Bucket, prefix []byte, fn func(k, v []byte) error) error {
+	c := b.Cursor()
+	for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+		if err := fn(k, v); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func readCounter(tx *bolt.Tx, name string) uint64 {
+	v := tx.Bucket(bucketCounters).Get([]byte(name))
+	if len(v) != 8 {
+		return 0
+	}
+	return binary.BigEndian.Uint64(v)
+}
+
+// nextCounter increments the named counter and returns its new value.
+func nextCounter(tx *bolt.Tx, name string) (uint64, error) {
+	n := readCounter(tx, name) + 1
+	return n, tx.Bucket(bucketCounters).Put([]byte(name), u64(n))
+}
+
+func readApplied(tx *bolt.Tx) uint64 {
+	v := tx.Bucket(bucketMeta).Get(keyApplied)
+	if len(v) != 8 {
+		return 0
+	}
+	return binary.BigEndian.Uint64(v)
+}
+
+func putApplied(tx *bolt.Tx, index uint64) error {
+	return tx.Bucket(bucketMeta).Put(keyApplied, u64(index))
+}
