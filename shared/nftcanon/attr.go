@@ -1,0 +1,156 @@
+package nftcanon
+
+import (
+	"encoding/binary"
+	"errors"
+	"strings"
+)
+
+// errShort reports a truncated netlink attribute.
+var errShort = errors.New("truncated netlink attribute")
+
+// attr is one netlink attribute: its type without the nested and byte-order flags, and
+// its payload (a sub-slice of the message, not a copy).
+type attr struct {
+	typ  uint16
+	data []byte
+}
+
+// attrs splits b into attributes. It fails on a truncated attribute.
+func attrs(b []byte) ([]attr, error) {
+	var out []attr
+	for len(b) >= 4 {
+		n := int(binary.LittleEndian.Uint16(b))
+		typ := binary.LittleEndian.Uint16(b[2:]) & 0x3fff
+		if n < 4 || n > len(b) {
+			return nil, errShort
+		}
+		out = append(out, attr{typ: typ, data: b[4:n]})
+		adv := (n + 3) &^ 3
+		if adv > len(b) {
+			adv = len(b)
+		}
+		b = b[adv:]
+	}
+	if len(b) != 0 {
+		return nil, errShort
+	}
+	return out, nil
+}
+
+// attrMap indexes attributes by type; a later attribute of the same type wins.
+type attrMap map[uint16][]byte
+
+func parseAttrs(b []byte) (attrMap, error) {
+	list, err := attrs(b)
+	if err != nil {
+		return nil, err
+	}
+	m := make(attrMap, len(list))
+	for _, a := range list {
+		m[a.typ] = a.data
+	}
+	return m, nil
+}
+
+func (m attrMap) has(t uint16) bool { _, ok := m[t]; return ok }
+
+// u32 reads a big-endian 32-bit attribute; absent or short attributes read as 0.
+func (m attrMap) u32(t uint16) uint32 {
+	b := m[t]
+	if len(b) < 4 {
+		return 0
+	}
+	return binary.BigEndian.Uint32(b)
+}
+
+func (m attrMap) u64(t uint16) uint64 {
+	b := m[t]
+	if len(b) < 8 {
+		return 0
+	}
+	return binary.BigEndian.Uint64(b)
+}
+
+// str reads a NUL-terminated string attribute.
+func (m attrMap) str(t uint16) string { return cstr(m[t]) }
+
+func (m attrMap) nested(t uint16) attrMap {
+	b, ok := m[t]
+	if !ok {
+		return nil
+	}
+	n, err := parseAttrs(b)
+	if err != nil {
+		return nil
+	}
+	return n
+}
+
+func cstr(b []byte) string {
+	if i := strings.IndexByte(string(b), 0); i >= 0 {
+		return string(b[:i])
+	}
+	return string(b)
+}
+
+// dataValue returns the NFTA_DATA_VALUE inside an nft_data attribute.
+func dataValue(b []byte) []byte {
+	m, err := parseAttrs(b)
+	if err != nil {
+		return nil
+	}
+	return m[nftaDataValue]
+}
+
+// verdictData is a decoded NFTA_DATA_VERDICT.
+type verdictData struct {
+	code  int32
+	chain string
+}
+
+// dataVerdict decodes the NFTA_DATA_VERDICT inside an nft_data attribute.
+func dataVerdict(b []byte) (verdictData, bool) {
+	m, err := parseAttrs(b)
+	if err != nil {
+		return verdictData{}, false
+	}
+	v := m.nested(nftaDataVerdict)
+	if v == nil {
+		return verdictData{}, false
+	}
+	return verdictData{code: int32(v.u32(nftaVerdictCode)), chain: v.str(nftaVerdictChain)}, true
+}
+
+// udata is libnftnl's user data: a list of type(u8) length(u8) value records.
+type udata map[uint8][]byte
+
+func parseUdata(b []byte) udata {
+	u := udata{}
+	for len(b) >= 2 {
+		t, n := b[0], int(b[1])
+		if 2+n > len(b) {
+			break
+		}
+		u[t] = b[2 : 2+n]
+		b = b[2+n:]
+	}
+	return u
+}
+
+func (u udata) str(t uint8) (string, bool) {
+	b, ok := u[t]
+	if !ok {
+		return "", false
+	}
+	return cstr(b), true
+}
+
+// u32 reads a native-endian 32-bit record (libnftnl writes these in host order).
+func (u udata) u32(t uint8) (uint32, bool) {
+	b, ok := u[t]
+	if !ok || len(b) < 4 {
+		return 0, false
+	}
+	return binary.NativeEndian.Uint32(b), true
+}
