@@ -38,26 +38,35 @@ func attrs(b []byte) ([]attr, error) {
 	return out, nil
 }
 
-// attrMap indexes attributes by type; a later attribute of the same type wins.
-type attrMap map[uint16][]byte
+// attrMap is a message's attributes in order; lookups scan it (messages hold a handful).
+type attrMap []attr
 
 func parseAttrs(b []byte) (attrMap, error) {
 	list, err := attrs(b)
-	if err != nil {
-		return nil, err
-	}
-	m := make(attrMap, len(list))
-	for _, a := range list {
-		m[a.typ] = a.data
-	}
-	return m, nil
+	return attrMap(list), err
 }
 
-func (m attrMap) has(t uint16) bool { _, ok := m[t]; return ok }
+// lookup returns the payload of the last attribute of type t.
+func (m attrMap) lookup(t uint16) ([]byte, bool) {
+	for i := len(m) - 1; i >= 0; i-- {
+		if m[i].typ == t {
+			return m[i].data, true
+		}
+	}
+	return nil, false
+}
+
+// get returns the payload of the attribute of type t, or nil.
+func (m attrMap) get(t uint16) []byte {
+	b, _ := m.lookup(t)
+	return b
+}
+
+func (m attrMap) has(t uint16) bool { _, ok := m.lookup(t); return ok }
 
 // u32 reads a big-endian 32-bit attribute; absent or short attributes read as 0.
 func (m attrMap) u32(t uint16) uint32 {
-	b := m[t]
+	b := m.get(t)
 	if len(b) < 4 {
 		return 0
 	}
@@ -65,7 +74,7 @@ func (m attrMap) u32(t uint16) uint32 {
 }
 
 func (m attrMap) u64(t uint16) uint64 {
-	b := m[t]
+	b := m.get(t)
 	if len(b) < 8 {
 		return 0
 	}
@@ -73,10 +82,10 @@ func (m attrMap) u64(t uint16) uint64 {
 }
 
 // str reads a NUL-terminated string attribute.
-func (m attrMap) str(t uint16) string { return cstr(m[t]) }
+func (m attrMap) str(t uint16) string { return cstr(m.get(t)) }
 
 func (m attrMap) nested(t uint16) attrMap {
-	b, ok := m[t]
+	b, ok := m.lookup(t)
 	if !ok {
 		return nil
 	}
@@ -96,11 +105,17 @@ func cstr(b []byte) string {
 
 // dataValue returns the NFTA_DATA_VALUE inside an nft_data attribute.
 func dataValue(b []byte) []byte {
-	m, err := parseAttrs(b)
-	if err != nil {
-		return nil
+	for len(b) >= 4 {
+		n := int(binary.LittleEndian.Uint16(b))
+		if n < 4 || n > len(b) {
+			return nil
+		}
+		if binary.LittleEndian.Uint16(b[2:])&0x3fff == nftaDataValue {
+			return b[4:n]
+		}
+		b = b[min((n+3)&^3, len(b)):]
 	}
-	return m[nftaDataValue]
+	return nil
 }
 
 // verdictData is a decoded NFTA_DATA_VERDICT.
@@ -111,6 +126,9 @@ type verdictData struct {
 
 // dataVerdict decodes the NFTA_DATA_VERDICT inside an nft_data attribute.
 func dataVerdict(b []byte) (verdictData, bool) {
+	if len(b) < 4 || binary.LittleEndian.Uint16(b[2:])&0x3fff != nftaDataVerdict {
+		return verdictData{}, false
+	}
 	m, err := parseAttrs(b)
 	if err != nil {
 		return verdictData{}, false

@@ -213,8 +213,8 @@ const (
 	udataSetDataInterval  = 6
 	udataSetComment       = 7
 
-	udataElemFlags   = 0
-	udataElemComment = 1
+	udataElemComment = 0
+	udataElemFlags   = 1
 )
 
 // Registers.

@@ -56,7 +56,8 @@ func SetRefs(sets []Msg) []SetRef {
 		if err != nil {
 			continue
 		}
-		out = append(out, SetRef{Family: m.Family(), Table: a.str(nftaSetTable), Name: a.str(nftaSetName)})
+		out = append(out, SetRef{Family: m.Family(), Table: a.str(nftaSetTable),
+			Name: a.str(nftaSetName)})
 	}
 	return out
 }

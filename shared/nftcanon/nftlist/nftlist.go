@@ -30,10 +30,29 @@ type Set struct {
 	Elements            []string // element texts, split at top-level commas
 }
 
+// Object is a stateful object block (`counter NAME { … }`, `ct helper NAME { … }`) or
+// a flowtable block (Type "flowtable").
+type Object struct {
+	Family, Table, Type, Name string
+	Spec                      []string
+}
+
+// Key returns "family table type name".
+func (o *Object) Key() string { return o.Family + " " + o.Table + " " + o.Type + " " + o.Name }
+
+// Table is a table of a listing with the declaration lines outside its blocks
+// (`flags dormant`, `comment "…"`).
+type Table struct {
+	Family, Name string
+	Lines        []string
+}
+
 // Listing is a parsed listing.
 type Listing struct {
-	Chains []*Chain
-	Sets   []*Set
+	Tables  []*Table
+	Chains  []*Chain
+	Sets    []*Set
+	Objects []*Object
 }
 
 // Key returns "family table chain".
@@ -49,8 +68,14 @@ func Parse(text string) (*Listing, error) {
 	var fam, table string
 	var ch *Chain
 	var set *Set
+	var obj *Object
+	var tab *Table
 	inElems := false
 	var elemBuf strings.Builder
+	// binding collects a rule that jumps to an anonymous chain, which nft prints over
+	// several lines; it is folded into one line in nft's input syntax.
+	var binding *Rule
+	var bindingBody []string
 	sc := bufio.NewScanner(strings.NewReader(text))
 	sc.Buffer(make([]byte, 1<<20), 64<<20)
 	n := 0
@@ -61,6 +86,16 @@ func Parse(text string) (*Listing, error) {
 		line := strings.TrimSpace(raw)
 		body, handle, hasHandle := cutHandle(line)
 		switch {
+		case binding != nil && depth > 2:
+			bindingBody = append(bindingBody, body)
+		case binding != nil && strings.HasPrefix(body, "}"):
+			binding.Text += "{ " + strings.Join(bindingBody, "; ") + " }" + strings.TrimPrefix(body, "}")
+			binding.Handle = handle
+			ch.Rules = append(ch.Rules, *binding)
+			binding, bindingBody = nil, nil
+		case depth == 2 && ch != nil && !hasHandle && (strings.HasSuffix(" "+body, " jump {") ||
+			strings.HasSuffix(" "+body, " goto {")):
+			binding = &Rule{Text: strings.TrimSuffix(body, "{")}
 		case inElems:
 			elemBuf.WriteString(" " + line)
 			if strings.HasSuffix(line, "}") {
@@ -73,6 +108,8 @@ func Parse(text string) (*Listing, error) {
 				return nil, fmt.Errorf("line %d: bad table line", n)
 			}
 			fam, table = f[1], f[2]
+			tab = &Table{Family: fam, Name: table}
+			l.Tables = append(l.Tables, tab)
 		case depth == 1 && strings.HasPrefix(body, "chain "):
 			ch = &Chain{Family: fam, Table: table, Name: blockName(body, "chain ")}
 			l.Chains = append(l.Chains, ch)
@@ -80,8 +117,19 @@ func Parse(text string) (*Listing, error) {
 			set = &Set{Family: fam, Table: table, Map: strings.HasPrefix(body, "map ")}
 			set.Name = blockName(body, body[:4])
 			l.Sets = append(l.Sets, set)
+		case depth == 1 && strings.HasSuffix(body, "{"):
+			f := strings.Fields(strings.TrimSuffix(body, "{"))
+			if len(f) >= 2 {
+				obj = &Object{Family: fam, Table: table, Type: strings.Join(f[:len(f)-1], " "),
+					Name: f[len(f)-1]}
+				l.Objects = append(l.Objects, obj)
+			}
 		case depth == 1 && body == "}":
-			ch, set = nil, nil
+			ch, set, obj = nil, nil, nil
+		case depth == 1 && tab != nil && body != "":
+			tab.Lines = append(tab.Lines, body)
+		case depth == 2 && obj != nil:
+			obj.Spec = append(obj.Spec, body)
 		case depth == 2 && ch != nil:
 			if hasHandle {
 				ch.Rules = append(ch.Rules, Rule{Text: body, Handle: handle})

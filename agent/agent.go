@@ -1,0 +1,313 @@
+// Package agent is the Fenceline agent's runtime: it watches the nftables ruleset,
+// turns every committed change into a signed event in the durable outbox, and lets the
+// uplink deliver the outbox to the aggregator.
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"path/filepath"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/fenceline/fenceline/agent/identity"
+	"github.com/fenceline/fenceline/agent/nft"
+	"github.com/fenceline/fenceline/agent/outbox"
+	"github.com/fenceline/fenceline/agent/uplink"
+	"github.com/fenceline/fenceline/shared/event"
+	"github.com/fenceline/fenceline/shared/ruleset"
+)
+
+// OutboxFile is the outbox's file name inside the state directory.
+const OutboxFile = "outbox.db"
+
+// Source is where rulesets come from: the nftables reader in production.
+type Source interface {
+	Snapshot() (*ruleset.Ruleset, uint32, error)
+	Watch(ctx context.Context) (<-chan nft.Notification, error)
+}
+
+// Agent observes one device and reports it.
+type Agent struct {
+	cfg    *Config
+	id     *identity.Identity
+	src    Source
+	ob     *outbox.Outbox
+	up     *uplink.Uplink
+	signer *event.Signer
+	log    *slog.Logger
+	now    func() time.Time
+
+	// last is the state most recently appended to the outbox.
+	last *observed
+}
+
+// observed is what the agent last reported; it is kept in the outbox with its event.
+type observed struct {
+	Digest     string           `json:"digest"`
+	Generation uint32           `json:"generation"`
+	Ruleset    *ruleset.Ruleset `json:"ruleset"`
+}
+
+// Enrolled loads the agent's identity, enrolling first with cfg.EnrollToken if the state
+// directory holds none.
+func Enrolled(ctx context.Context, cfg *Config, log *slog.Logger) (*identity.Identity, error) {
+	id, err := identity.Load(cfg.StateDir)
+	if err == nil || !errors.Is(err, identity.ErrNotEnrolled) || cfg.EnrollToken == "" {
+		return id, err
+	}
+	hc := &http.Client{Timeout: 30 * time.Second}
+	id, err = identity.Enroll(ctx, hc, cfg.AggregatorURL, cfg.EnrollToken, cfg.StateDir)
+	if err != nil {
+		return nil, err
+	}
+	log.Info("enrolled", "tenant", id.Tenant, "device", id.Device, "key_id", id.KeyID)
+	return id, nil
+}
+
+// New assembles an agent. It opens the outbox; Close releases it.
+func New(cfg *Config, id *identity.Identity, src Source, log *slog.Logger) (*Agent, error) {
+	ob, err := outbox.Open(filepath.Join(cfg.StateDir, OutboxFile))
+	if err != nil {
+		return nil, err
+	}
+	brokerURL := cfg.Broker.URL
+	if brokerURL == "" {
+		brokerURL = id.BrokerURL
+	}
+	if brokerURL == "" {
+		ob.Close()
+		return nil, errors.New("no broker: set broker.url or enroll with an aggregator that names one")
+	}
+	log = log.With("tenant", id.Tenant, "device", id.Device)
+	up := uplink.New(uplink.Config{
+		BrokerURL:   brokerURL,
+		ClientID:    cfg.Broker.ClientID,
+		Username:    cfg.Broker.Username,
+		Password:    cfg.Broker.Password,
+		Tenant:      id.Tenant,
+		Device:      id.Device,
+		Batch:       cfg.Uplink.Batch,
+		ResendAfter: cfg.Uplink.ResendAfter,
+	}, ob, log)
+	return &Agent{
+		cfg: cfg, id: id, src: src, ob: ob, up: up, log: log,
+		signer: event.NewSigner(id.Key),
+		now:    time.Now,
+	}, nil
+}
+
+// Close releases the outbox.
+func (a *Agent) Close() error { return a.ob.Close() }
+
+// Run observes and delivers until ctx ends.
+func (a *Agent) Run(ctx context.Context) error {
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return a.up.Run(ctx) })
+	g.Go(func() error { return a.observe(ctx) })
+	err := g.Wait()
+	if errors.Is(err, context.Canceled) {
+		return nil
+	}
+	return err
+}
+
+// observe reports the starting state, then every change, heartbeat and backstop finding.
+func (a *Agent) observe(ctx context.Context) error {
+	if err := a.loadLast(); err != nil {
+		return err
+	}
+	// Subscribe before the first read so nothing committed in between is missed.
+	notes, err := a.src.Watch(ctx)
+	if err != nil {
+		return fmt.Errorf("watch nftables: %w", err)
+	}
+	rs, gen, err := a.src.Snapshot()
+	if err != nil {
+		return fmt.Errorf("read nftables: %w", err)
+	}
+	switch {
+	case a.last == nil:
+		if err := a.report(event.Baseline, rs, gen, nil, ""); err != nil {
+			return err
+		}
+	case a.last.Digest != rs.Digest().String():
+		note := fmt.Sprintf("ruleset changed while the agent was not watching (generation %d to %d)",
+			a.last.Generation, gen)
+		if err := a.report(event.Reconcile, rs, gen, nil, note); err != nil {
+			return err
+		}
+	default:
+		a.log.Info("ruleset unchanged since last report", "digest", a.last.Digest, "generation", gen)
+	}
+
+	heartbeat := time.NewTicker(a.cfg.HeartbeatInterval)
+	defer heartbeat.Stop()
+	backstop := time.NewTicker(a.cfg.Nftables.BackstopInterval)
+	defer backstop.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case n, ok := <-notes:
+			if !ok {
+				return ctx.Err()
+			}
+			if err := a.onNotification(ctx, notes, n); err != nil {
+				return err
+			}
+		case <-heartbeat.C:
+			if err := a.heartbeat(); err != nil {
+				return err
+			}
+		case <-backstop.C:
+			if err := a.recheck("backstop re-read found a change no notification reported"); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// onNotification handles a committed generation. Notifications already queued behind it
+// are folded into the same read, so a burst becomes one event per read, not stale reads.
+func (a *Agent) onNotification(ctx context.Context, notes <-chan nft.Notification, n nft.Notification) error {
+	overrun := n.Overrun
+	committer := &event.Committer{PID: n.PID, Comm: n.Comm}
+	for more := true; more; {
+		select {
+		case m, ok := <-notes:
+			if !ok {
+				return ctx.Err()
+			}
+			overrun = overrun || m.Overrun
+			if m.Comm != "" {
+				committer = &event.Committer{PID: m.PID, Comm: m.Comm}
+			}
+		default:
+			more = false
+		}
+	}
+	if n.Err != nil {
+		a.log.Warn("nftables notification error", "err", n.Err)
+	}
+	if overrun {
+		a.log.Warn("nftables notifications overran; reconciling with a full read")
+		return a.recheck("kernel notifications overran (ENOBUFS); state reconciled by a full read")
+	}
+	rs, gen, err := a.src.Snapshot()
+	if err != nil {
+		return a.readFailed(err)
+	}
+	if rs.Digest().String() == a.last.Digest {
+		a.log.Debug("generation without ruleset change", "generation", gen, "comm", committer.Comm)
+		return nil
+	}
+	return a.report(event.Change, rs, gen, committer, "")
+}
+
+// recheck re-reads the ruleset and reports a reconcile event if it moved.
+func (a *Agent) recheck(note string) error {
+	rs, gen, err := a.src.Snapshot()
+	if err != nil {
+		return a.readFailed(err)
+	}
+	if rs.Digest().String() == a.last.Digest {
+		return nil
+	}
+	return a.report(event.Reconcile, rs, gen, nil, note)
+}
+
+// readFailed logs a failed read. A read can fail transiently (a table deleted mid-dump);
+// the next notification or the backstop reads again, so this does not stop the agent.
+func (a *Agent) readFailed(err error) error {
+	a.log.Error("reading nftables failed", "err", err)
+	return nil
+}
+
+// report appends one event that moves the reported state to rs.
+func (a *Agent) report(kind event.Kind, rs *ruleset.Ruleset, gen uint32, c *event.Committer, note string) error {
+	after := rs.Digest().String()
+	e := &event.Event{
+		V: event.Version, Kind: kind, Tenant: a.id.Tenant, Device: a.id.Device,
+		KeyID: a.signer.KeyID(), Observed: event.FormatTime(a.now()), Source: event.SourceNftables,
+		Generation: gen, After: after, Committer: c, Note: note,
+	}
+	if a.last != nil {
+		e.Before = a.last.Digest
+		e.Changes = ruleset.Diff(a.last.Ruleset, rs)
+	}
+	if kind == event.Baseline || kind == event.Reconcile {
+		e.Ruleset = rs
+	}
+	next := &observed{Digest: after, Generation: gen, Ruleset: rs}
+	state, err := json.Marshal(next)
+	if err != nil {
+		return fmt.Errorf("encode state: %w", err)
+	}
+	seq, err := a.append(e, state)
+	if err != nil {
+		return err
+	}
+	a.last = next
+	a.log.Info("ruleset event", "kind", kind, "seq", seq, "generation", gen,
+		"changes", len(e.Changes), "digest", after, "comm", commName(c))
+	return nil
+}
+
+func (a *Agent) heartbeat() error {
+	if a.last == nil {
+		return nil
+	}
+	e := &event.Event{
+		V: event.Version, Kind: event.Heartbeat, Tenant: a.id.Tenant, Device: a.id.Device,
+		KeyID: a.signer.KeyID(), Observed: event.FormatTime(a.now()), Source: event.SourceNftables,
+		Generation: a.last.Generation, Before: a.last.Digest, After: a.last.Digest,
+	}
+	seq, err := a.append(e, nil)
+	if err != nil {
+		return err
+	}
+	a.log.Debug("heartbeat", "seq", seq, "digest", a.last.Digest)
+	return nil
+}
+
+// append seals e as the next event of the chain, stores it durably, and wakes the uplink.
+func (a *Agent) append(e *event.Event, state []byte) (uint64, error) {
+	seq, err := a.ob.Append(func(seq uint64, prev string) ([]byte, string, error) {
+		e.Seq, e.Prev = seq, prev
+		return a.signer.Seal(e)
+	}, state)
+	if err != nil {
+		return 0, err
+	}
+	a.up.Notify()
+	return seq, nil
+}
+
+func (a *Agent) loadLast() error {
+	b, err := a.ob.State()
+	if errors.Is(err, outbox.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	var o observed
+	if err := json.Unmarshal(b, &o); err != nil {
+		return fmt.Errorf("outbox state: %w", err)
+	}
+	a.last = &o
+	return nil
+}
+
+func commName(c *event.Committer) string {
+	if c == nil {
+		return ""
+	}
+	return c.Comm
+}

@@ -1,0 +1,127 @@
+// Package nft reads the live nftables ruleset of a network namespace through netlink and
+// reports committed changes. It is the agent's only window on nftables: it never runs the
+// nft binary. The bytes it reads are turned into the canonical model by shared/nftcanon.
+package nft
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+
+	"github.com/mdlayher/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// NetnsDir is where named network namespaces live (`ip netns add NAME`).
+const NetnsDir = "/var/run/netns"
+
+// Reader reads one network namespace's nftables state. It is safe for concurrent use;
+// reads are serialized on one netlink socket.
+type Reader struct {
+	ns *os.File // nil for the current namespace
+
+	mu     sync.Mutex
+	conn   *netlink.Conn // query socket, dialled on first use and after errors
+	closed bool
+	refs   int // users of ns besides the Reader itself: running watches
+}
+
+// Open prepares a reader for the named namespace under /var/run/netns, or for the
+// namespace of the calling process when netns is "". It checks that nf_tables answers.
+func Open(netns string) (*Reader, error) {
+	r := &Reader{}
+	if netns != "" {
+		if netns != filepath.Base(netns) || netns == "." || netns == ".." {
+			return nil, fmt.Errorf("netns %q: not a namespace name", netns)
+		}
+		f, err := os.Open(filepath.Join(NetnsDir, netns))
+		if err != nil {
+			return nil, fmt.Errorf("open netns: %w", err)
+		}
+		r.ns = f
+	}
+	if _, err := r.Generation(); err != nil {
+		r.Close()
+		return nil, err
+	}
+	return r, nil
+}
+
+// nsfd is the namespace descriptor for dialling; 0 means the current namespace. The
+// *os.File stays referenced by r, so the descriptor stays valid while r is open.
+func (r *Reader) nsfd() int {
+	if r.ns == nil {
+		return 0
+	}
+	return int(r.ns.Fd())
+}
+
+// Close releases the reader. Running watches keep the namespace open until they end.
+func (r *Reader) Close() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return nil
+	}
+	r.closed = true
+	r.dropConnLocked()
+	return r.releaseNSLocked()
+}
+
+// acquire takes a reference on the namespace for a watch.
+func (r *Reader) acquire() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return ErrClosed
+	}
+	r.refs++
+	return nil
+}
+
+// release drops a watch's reference; the last one out closes the namespace file.
+func (r *Reader) release() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.refs--
+	_ = r.releaseNSLocked()
+}
+
+func (r *Reader) releaseNSLocked() error {
+	if !r.closed || r.refs > 0 || r.ns == nil {
+		return nil
+	}
+	err := r.ns.Close()
+	r.ns = nil
+	return err
+}
+
+// withConn runs f with the query socket, dialling it if needed. A socket that saw an
+// error is dropped, so that a reply left unread cannot confuse the next request.
+func (r *Reader) withConn(f func(c *netlink.Conn) error) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return ErrClosed
+	}
+	if r.conn == nil {
+		c, err := dial(r.nsfd(), unix.NETLINK_NETFILTER, rcvBuf)
+		if err != nil {
+			return err
+		}
+		r.conn = c
+	}
+	err := f(r.conn)
+	if err != nil {
+		r.dropConnLocked()
+	}
+	return err
+}
+
+func (r *Reader) dropConnLocked() {
+	if r.conn != nil {
+		_ = r.conn.Close()
+		r.conn = nil
+	}
+}

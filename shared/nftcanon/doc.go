@@ -1,0 +1,24 @@
+// Package nftcanon turns what the kernel answers to nf_tables dump requests into
+// Fenceline's canonical ruleset model (shared/ruleset). It is pure: no I/O, no logging.
+// The agent's reader (agent/nft) does the netlink requests and hands the raw messages
+// over in a Dump; tests replay recorded dumps.
+//
+// Every rule gets the text `nft -s list ruleset` (nft 1.0.6) prints for it. Rules are read
+// the way nft reads them back: expressions are decoded (with google/nftables' expr types
+// where those are complete, from the netlink attributes otherwise), register contents
+// are tracked into statements, payload loads are named after header fields by the
+// protocol context, masks fold into fields, prefixes and flag tests, and the protocol
+// matches nft adds as dependencies are dropped again. What the package cannot print as
+// nft does is kept in a lossless fallback form, `[expr NAME HEX]`, and counted in
+// Rule.Undecoded, so digests and diffs stay exact.
+//
+// Volatile state never reaches the model's configuration fields: counter and quota
+// usage, rule handles (kept in Rule.Handle, which digests ignore), element expiry
+// countdowns, and the order in which the kernel lists set elements. Elements of sets
+// that traffic fills (flag dynamic, or the target of an add/update statement) are kept
+// but marked Set.Dynamic, which digests ignore.
+//
+// Known gaps, measured against nft on the nftables project's own test rulesets: SCTP
+// chunk matches, some TCP option fields (sack blocks), stacked VLAN headers past the
+// second tag, fragment-offset fields, and IPv6 segment routing headers print in raw form.
+package nftcanon
