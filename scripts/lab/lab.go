@@ -240,7 +240,7 @@ func (l *Lab) Mosquitto() (string, *Proc, error) {
 	}
 	conf := filepath.Join(l.Dir, fmt.Sprintf("mosquitto-%d.conf", port))
 	err = os.WriteFile(conf, []byte(fmt.Sprintf(
-		"listener %d 127.0.0.1\nallow_anonymous true\npersistence false\nmessage_size_limit 0\n", port)), 0o600)
+		"listener %d 127.0.0.1\nallow_anonymous true\npersistence false\nset_tcp_nodelay true\n", port)), 0o600)
 	if err != nil {
 		return "", nil, err
 	}
