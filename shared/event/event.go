@@ -39,7 +39,32 @@ const (
 	// notifications were lost): the diff against the last reported state, and the full
 	// ruleset.
 	Reconcile Kind = "reconcile"
+	// Fold replaces pending events the agent could no longer keep (its outbox reached
+	// its disk bound while the aggregator was unreachable): Before is the digest before
+	// the first folded event, After the state now, Folded how many events it replaces,
+	// Ruleset the full state. The aggregator raises it as a deviation: the individual
+	// changes inside it were not observed one by one.
+	Fold Kind = "fold"
+	// Resync continues the chain from the aggregator's head after the agent lost events
+	// it had not delivered (a corrupted outbox moved aside, or a chain the aggregator
+	// does not know). It carries the full ruleset and no diff: the aggregator diffs it
+	// against the last state it holds and raises the loss as a gap deviation.
+	Resync Kind = "resync"
 )
+
+// Known reports whether k is a kind this version understands.
+func (k Kind) Known() bool {
+	switch k {
+	case Baseline, Change, Heartbeat, Reconcile, Fold, Resync:
+		return true
+	}
+	return false
+}
+
+// CarriesRuleset reports whether events of kind k carry the full ruleset.
+func (k Kind) CarriesRuleset() bool {
+	return k == Baseline || k == Reconcile || k == Fold || k == Resync
+}
 
 // Source names what the agent observed.
 const (
@@ -80,13 +105,16 @@ type Event struct {
 	// Changes is the rule-level diff from Before to After.
 	Changes   []ruleset.Change `json:"changes,omitempty"`
 	Committer *Committer       `json:"committer,omitempty"`
-	// Ruleset is the full state, carried by baseline and reconcile events.
+	// Ruleset is the full state, carried by the kinds for which CarriesRuleset is true.
 	Ruleset *ruleset.Ruleset `json:"ruleset,omitempty"`
 	// MissedGenerations lists generation ids a reconcile event could not observe one by
 	// one, as "first-last" ranges.
 	MissedGenerations []string `json:"missed_generations,omitempty"`
-	// Note explains a reconcile in words (agent restart, notification overrun …).
+	// Note explains a reconcile, fold or resync in words (agent restart, notification
+	// overrun, outbox full …).
 	Note string `json:"note,omitempty"`
+	// Folded is how many pending events a fold event replaces.
+	Folded uint64 `json:"folded,string,omitempty"`
 }
 
 // FormatTime renders t as the payload's time format.
@@ -107,7 +135,7 @@ func (e *Event) Validate() error {
 	switch {
 	case e.V != Version:
 		return fmt.Errorf("%w: version %d", ErrInvalid, e.V)
-	case e.Kind != Baseline && e.Kind != Change && e.Kind != Heartbeat && e.Kind != Reconcile:
+	case !e.Kind.Known():
 		return fmt.Errorf("%w: kind %q", ErrInvalid, e.Kind)
 	case !ValidName(e.Tenant) || !ValidName(e.Device):
 		return fmt.Errorf("%w: tenant %q device %q", ErrInvalid, e.Tenant, e.Device)
