@@ -39,9 +39,10 @@ type Agent struct {
 	src    Source
 	ob     *outbox.Outbox
 	up     *uplink.Uplink
-	signer *event.Signer
-	log    *slog.Logger
-	now    func() time.Time
+	signer  *event.Signer
+	log     *slog.Logger
+	metrics *metrics
+	now     func() time.Time
 
 	// last is the state most recently appended to the outbox.
 	last *observed
@@ -72,9 +73,14 @@ func Enrolled(ctx context.Context, cfg *Config, log *slog.Logger) (*identity.Ide
 
 // New assembles an agent. It opens the outbox; Close releases it.
 func New(cfg *Config, id *identity.Identity, src Source, log *slog.Logger) (*Agent, error) {
-	ob, err := outbox.Open(filepath.Join(cfg.StateDir, OutboxFile))
+	ob, moved, err := outbox.OpenOrRecover(filepath.Join(cfg.StateDir, OutboxFile),
+		outbox.Config{MaxBytes: cfg.Outbox.MaxBytes})
 	if err != nil {
 		return nil, err
+	}
+	if moved != "" {
+		log.Error("outbox was corrupt and has been moved aside; undelivered events in it are lost "+
+			"and the agent resynchronizes with the aggregator", "moved_to", moved)
 	}
 	brokerURL := cfg.Broker.URL
 	if brokerURL == "" {
@@ -85,6 +91,7 @@ func New(cfg *Config, id *identity.Identity, src Source, log *slog.Logger) (*Age
 		return nil, errors.New("no broker: set broker.url or enroll with an aggregator that names one")
 	}
 	log = log.With("tenant", id.Tenant, "device", id.Device)
+	m := newMetrics(id, ob)
 	up := uplink.New(uplink.Config{
 		BrokerURL:   brokerURL,
 		ClientID:    cfg.Broker.ClientID,
@@ -93,10 +100,11 @@ func New(cfg *Config, id *identity.Identity, src Source, log *slog.Logger) (*Age
 		Tenant:      id.Tenant,
 		Device:      id.Device,
 		Batch:       cfg.Uplink.Batch,
+		Rate:        cfg.Uplink.Rate,
 		ResendAfter: cfg.Uplink.ResendAfter,
-	}, ob, log)
+	}, ob, m.uplink, log)
 	return &Agent{
-		cfg: cfg, id: id, src: src, ob: ob, up: up, log: log,
+		cfg: cfg, id: id, src: src, ob: ob, up: up, log: log, metrics: m,
 		signer: event.NewSigner(id.Key),
 		now:    time.Now,
 	}, nil
@@ -108,6 +116,9 @@ func (a *Agent) Close() error { return a.ob.Close() }
 // Run observes and delivers until ctx ends.
 func (a *Agent) Run(ctx context.Context) error {
 	g, ctx := errgroup.WithContext(ctx)
+	if a.cfg.Metrics.Listen != "" {
+		g.Go(func() error { return a.serveMetrics(ctx) })
+	}
 	g.Go(func() error { return a.up.Run(ctx) })
 	g.Go(func() error { return a.observe(ctx) })
 	err := g.Wait()
@@ -159,6 +170,10 @@ func (a *Agent) observe(ctx context.Context) error {
 				return ctx.Err()
 			}
 			if err := a.onNotification(ctx, notes, n); err != nil {
+				return err
+			}
+		case ack := <-a.up.Diverged():
+			if err := a.resync(ack); err != nil {
 				return err
 			}
 		case <-heartbeat.C:
@@ -274,19 +289,6 @@ func (a *Agent) heartbeat() error {
 	}
 	a.log.Debug("heartbeat", "seq", seq, "digest", a.last.Digest)
 	return nil
-}
-
-// append seals e as the next event of the chain, stores it durably, and wakes the uplink.
-func (a *Agent) append(e *event.Event, state []byte) (uint64, error) {
-	seq, err := a.ob.Append(func(seq uint64, prev string) ([]byte, string, error) {
-		e.Seq, e.Prev = seq, prev
-		return a.signer.Seal(e)
-	}, state)
-	if err != nil {
-		return 0, err
-	}
-	a.up.Notify()
-	return seq, nil
 }
 
 func (a *Agent) loadLast() error {

@@ -25,6 +25,8 @@ type Config struct {
 	Broker   BrokerConfig   `mapstructure:"broker"`
 	Nftables NftablesConfig `mapstructure:"nftables"`
 	Uplink   UplinkConfig   `mapstructure:"uplink"`
+	Outbox   OutboxConfig   `mapstructure:"outbox"`
+	Metrics  MetricsConfig  `mapstructure:"metrics"`
 	// HeartbeatInterval is how often a heartbeat event carries the current digest.
 	HeartbeatInterval time.Duration `mapstructure:"heartbeat_interval"`
 	Log               LogConfig     `mapstructure:"log"`
@@ -50,8 +52,23 @@ type NftablesConfig struct {
 
 // UplinkConfig tunes delivery.
 type UplinkConfig struct {
-	Batch       int           `mapstructure:"batch"`
+	Batch int `mapstructure:"batch"`
+	// Rate paces publishing in events per second (0: unbounded), so a long backlog
+	// replays at a pace the aggregator can take.
+	Rate        float64       `mapstructure:"rate"`
 	ResendAfter time.Duration `mapstructure:"resend_after"`
+}
+
+// OutboxConfig bounds the durable outbox.
+type OutboxConfig struct {
+	// MaxBytes bounds the undelivered events kept on disk; at the bound they are folded
+	// into one state event, which the aggregator raises as a deviation.
+	MaxBytes int64 `mapstructure:"max_bytes"`
+}
+
+// MetricsConfig says where Prometheus metrics are served; empty means not at all.
+type MetricsConfig struct {
+	Listen string `mapstructure:"listen"`
 }
 
 // LogConfig sets the log level (debug, info, warn, error) and format (text, json).
@@ -72,6 +89,9 @@ var defaults = map[string]any{
 	"nftables.netns":             "",
 	"nftables.backstop_interval": "60s",
 	"uplink.batch":               256,
+	"uplink.rate":                1000,
+	"outbox.max_bytes":           256 << 20,
+	"metrics.listen":             "",
 	"uplink.resend_after":        "5s",
 	"heartbeat_interval":         "30s",
 	"log.level":                  "info",
@@ -86,6 +106,7 @@ var flagKeys = map[string]string{
 	"broker":     "broker.url",
 	"netns":      "nftables.netns",
 	"log-level":  "log.level",
+	"metrics":    "metrics.listen",
 }
 
 // AddFlags declares the agent's configuration flags on fs.
@@ -97,6 +118,7 @@ func AddFlags(fs *pflag.FlagSet) {
 	fs.String("broker", "", "MQTT broker URL (default: the one named at enrollment)")
 	fs.String("netns", "", "network namespace to watch (default: the agent's own)")
 	fs.String("log-level", "", "debug, info, warn or error")
+	fs.String("metrics", "", "serve Prometheus metrics on this address (e.g. 127.0.0.1:9464)")
 }
 
 // Load reads the configuration.
@@ -155,6 +177,12 @@ func (c *Config) Validate() error {
 	}
 	if c.Nftables.BackstopInterval < time.Second {
 		errs = append(errs, fmt.Errorf("nftables.backstop_interval %s is below 1s", c.Nftables.BackstopInterval))
+	}
+	if c.Outbox.MaxBytes < 1<<20 {
+		errs = append(errs, fmt.Errorf("outbox.max_bytes %d is below 1 MiB", c.Outbox.MaxBytes))
+	}
+	if c.Uplink.Rate < 0 {
+		errs = append(errs, fmt.Errorf("uplink.rate %g is negative", c.Uplink.Rate))
 	}
 	if _, err := ParseLevel(c.Log.Level); err != nil {
 		errs = append(errs, err)

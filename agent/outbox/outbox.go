@@ -3,52 +3,101 @@
 // is committed. The outbox also numbers events (per-device sequence, previous event id)
 // and remembers the last state reported, so a restarted agent continues the chain and
 // can tell what changed while it was down.
+//
+// The outbox is bounded: Append refuses with ErrFull beyond Config.MaxBytes of pending
+// events, and Fold then replaces every pending event with one state event. Nothing is
+// dropped silently.
 package outbox
 
 import (
 	"encoding/binary"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
 )
 
 var (
-	bucketEvents = []byte("events") // big-endian seq → envelope bytes
+	bucketEvents = []byte("events") // big-endian seq → record (see encodeRecord)
 	bucketMeta   = []byte("meta")
 
 	keyHead  = []byte("head")  // Head as JSON
-	keyState = []byte("state") // opaque state blob of the last appended event
+	keyState = []byte("state") // opaque state blob of the last appended state event
 )
 
-// ErrNotFound is returned by State when nothing has been appended yet.
-var ErrNotFound = errors.New("outbox: no state")
+// Errors. Callers act on them with errors.Is.
+var (
+	// ErrNotFound: State was called before any state was stored.
+	ErrNotFound = errors.New("outbox: no state")
+	// ErrFull: the event would take the pending bytes beyond Config.MaxBytes.
+	ErrFull = errors.New("outbox: full")
+	// ErrCorrupt: the file is not a readable outbox.
+	ErrCorrupt = errors.New("outbox: corrupt file")
+	// ErrAckBeyondHead: the aggregator acknowledged a sequence this outbox never wrote.
+	ErrAckBeyondHead = errors.New("outbox: ack beyond head")
+	// ErrFork: the aggregator acknowledged a different event at a sequence this outbox
+	// holds.
+	ErrFork = errors.New("outbox: ack names another event")
+)
 
 // Head is the newest event in the chain and the newest the aggregator acknowledged.
 type Head struct {
 	Seq   uint64 `json:"seq"`
 	ID    string `json:"id"`
 	Acked uint64 `json:"acked"`
+	// AckedID is the id of event Acked (empty before the first ack, or when the
+	// aggregator's ack named none).
+	AckedID string `json:"acked_id,omitempty"`
+	// Count and Bytes describe the pending (unacknowledged) events.
+	Count int   `json:"count"`
+	Bytes int64 `json:"bytes"`
 }
 
 // Entry is one pending event.
 type Entry struct {
-	Seq      uint64
-	Envelope []byte
+	Seq        uint64
+	ID         string
+	Envelope   []byte
+	AppendedAt time.Time
+}
+
+// Config bounds the outbox.
+type Config struct {
+	// MaxBytes bounds the envelope bytes of pending events; 0 means no bound.
+	MaxBytes int64
 }
 
 // Outbox is a bbolt-backed queue. It is safe for concurrent use.
 type Outbox struct {
-	db *bolt.DB
+	db  *bolt.DB
+	cfg Config
+	now func() time.Time
 }
 
-// Open opens or creates the outbox file.
-func Open(path string) (*Outbox, error) {
+// Open opens or creates the outbox file and checks its consistency. A file that is not a
+// readable outbox gives an error wrapping ErrCorrupt.
+func Open(path string, cfg Config) (ob *Outbox, err error) {
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 5 * time.Second})
 	if err != nil {
-		return nil, fmt.Errorf("open outbox %s: %w", path, err)
+		if errors.Is(err, bolt.ErrTimeout) {
+			return nil, fmt.Errorf("open outbox %s: locked by another process: %w", path, err)
+		}
+		return nil, fmt.Errorf("open outbox %s: %w: %v", path, ErrCorrupt, err)
+	}
+	// bbolt panics on some kinds of page corruption; treat that as corruption too.
+	defer func() {
+		if r := recover(); r != nil {
+			db.Close()
+			ob, err = nil, fmt.Errorf("open outbox %s: %w: %v", path, ErrCorrupt, r)
+		}
+	}()
+	if err := check(db); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open outbox %s: %w: %v", path, ErrCorrupt, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
 		for _, b := range [][]byte{bucketEvents, bucketMeta} {
@@ -56,13 +105,39 @@ func Open(path string) (*Outbox, error) {
 				return err
 			}
 		}
-		return nil
+		_, err := readHead(tx.Bucket(bucketMeta))
+		return err
 	})
 	if err != nil {
 		db.Close()
-		return nil, fmt.Errorf("init outbox %s: %w", path, err)
+		return nil, fmt.Errorf("open outbox %s: %w: %v", path, ErrCorrupt, err)
 	}
-	return &Outbox{db: db}, nil
+	return &Outbox{db: db, cfg: cfg, now: time.Now}, nil
+}
+
+// OpenOrRecover opens the outbox; if the file is corrupt it is renamed aside (to
+// path.corrupt-TIMESTAMP) and a new, empty outbox is created. moved names the file that
+// was moved aside, or is empty.
+func OpenOrRecover(path string, cfg Config) (ob *Outbox, moved string, err error) {
+	ob, err = Open(path, cfg)
+	if !errors.Is(err, ErrCorrupt) {
+		return ob, "", err
+	}
+	moved = fmt.Sprintf("%s.corrupt-%s", path, time.Now().UTC().Format("20060102T150405Z"))
+	if rerr := os.Rename(path, moved); rerr != nil {
+		return nil, "", fmt.Errorf("%w; moving it aside failed: %v", err, rerr)
+	}
+	ob, err = Open(path, cfg)
+	return ob, moved, err
+}
+
+func check(db *bolt.DB) error {
+	return db.View(func(tx *bolt.Tx) error {
+		for err := range tx.Check() {
+			return err
+		}
+		return nil
+	})
 }
 
 // Close closes the file.
@@ -73,21 +148,115 @@ func (o *Outbox) Close() error { return o.db.Close() }
 type Sealer func(seq uint64, prev string) (envelope []byte, id string, err error)
 
 // Append seals the next event of the chain and stores it, together with the state it
-// reports, in one fsynced transaction. It returns the new event's sequence number.
+// reports (nil keeps the stored state), in one fsynced transaction. It returns the new
+// event's sequence number, or an error wrapping ErrFull when the bound would be exceeded.
 func (o *Outbox) Append(seal Sealer, state []byte) (uint64, error) {
-	var seq uint64
+	seqs, err := o.AppendBatch([]Item{{Seal: seal, State: state}})
+	if err != nil {
+		return 0, err
+	}
+	return seqs[0], nil
+}
+
+// Item is one event for AppendBatch.
+type Item struct {
+	Seal  Sealer
+	State []byte // nil keeps the stored state
+}
+
+// AppendBatch appends several events in order in one fsynced transaction: all or none.
+// Batching is what makes bursts cheap (one commit costs two fsyncs).
+func (o *Outbox) AppendBatch(items []Item) ([]uint64, error) {
+	seqs := make([]uint64, 0, len(items))
+	err := o.db.Update(func(tx *bolt.Tx) error {
+		seqs = seqs[:0]
+		meta := tx.Bucket(bucketMeta)
+		h, err := readHead(meta)
+		if err != nil {
+			return err
+		}
+		for _, it := range items {
+			env, id, err := it.Seal(h.Seq+1, h.ID)
+			if err != nil {
+				return fmt.Errorf("seal event %d: %w", h.Seq+1, err)
+			}
+			if o.cfg.MaxBytes > 0 && h.Count > 0 && h.Bytes+int64(len(env)) > o.cfg.MaxBytes {
+				return fmt.Errorf("%w: %d pending bytes, bound %d", ErrFull, h.Bytes, o.cfg.MaxBytes)
+			}
+			if err := o.put(tx, &h, h.Seq+1, id, env); err != nil {
+				return err
+			}
+			if it.State != nil {
+				if err := meta.Put(keyState, it.State); err != nil {
+					return err
+				}
+			}
+			seqs = append(seqs, h.Seq)
+		}
+		return writeHead(meta, h)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("outbox append: %w", err)
+	}
+	return seqs, nil
+}
+
+// put stores one record as the new head.
+func (o *Outbox) put(tx *bolt.Tx, h *Head, seq uint64, id string, env []byte) error {
+	rec, err := encodeRecord(o.now(), id, env)
+	if err != nil {
+		return err
+	}
+	if err := tx.Bucket(bucketEvents).Put(seqKey(seq), rec); err != nil {
+		return err
+	}
+	h.Seq, h.ID = seq, id
+	h.Count++
+	h.Bytes += int64(len(env))
+	return nil
+}
+
+// FoldSealer seals the event that replaces count pending events, the first of which is
+// first; seq and prev continue the chain from the last acknowledged event.
+type FoldSealer func(seq uint64, prev string, first Entry, count int) (envelope []byte, id string, err error)
+
+// Fold replaces every pending event with the one event seal returns, and stores state
+// with it. It returns how many events were folded; with nothing pending it does nothing.
+func (o *Outbox) Fold(seal FoldSealer, state []byte) (int, error) {
+	var folded int
 	err := o.db.Update(func(tx *bolt.Tx) error {
 		meta := tx.Bucket(bucketMeta)
 		h, err := readHead(meta)
 		if err != nil {
 			return err
 		}
-		env, id, err := seal(h.Seq+1, h.ID)
-		if err != nil {
-			return fmt.Errorf("seal event %d: %w", h.Seq+1, err)
+		if h.Count == 0 {
+			return nil
 		}
-		h.Seq, h.ID = h.Seq+1, id
-		if err := tx.Bucket(bucketEvents).Put(seqKey(h.Seq), env); err != nil {
+		c := tx.Bucket(bucketEvents).Cursor()
+		k, v := c.First()
+		first, err := decodeRecord(k, v)
+		if err != nil {
+			return err
+		}
+		// Pending events are exactly Acked+1 … Seq: the fold continues the chain from the
+		// acknowledged head.
+		if first.Seq != h.Acked+1 {
+			return fmt.Errorf("%w: first pending %d after ack %d", ErrCorrupt, first.Seq, h.Acked)
+		}
+		first.Envelope = append([]byte(nil), first.Envelope...)
+		for k, _ := c.First(); k != nil; k, _ = c.First() {
+			if err := c.Delete(); err != nil {
+				return err
+			}
+		}
+		folded = h.Count
+		h.Count, h.Bytes = 0, 0
+		env, id, err := seal(h.Acked+1, h.AckedID, first, folded)
+		if err != nil {
+			return fmt.Errorf("seal fold: %w", err)
+		}
+		if err := o.put(tx, &h, h.Acked+1, id, env); err != nil {
 			return err
 		}
 		if state != nil {
@@ -95,16 +264,42 @@ func (o *Outbox) Append(seal Sealer, state []byte) (uint64, error) {
 				return err
 			}
 		}
-		seq = h.Seq
 		return writeHead(meta, h)
 	})
 	if err != nil {
-		return 0, fmt.Errorf("outbox append: %w", err)
+		return 0, fmt.Errorf("outbox fold: %w", err)
 	}
-	return seq, nil
+	return folded, nil
 }
 
-// Head returns the chain head and the acknowledged sequence.
+// Reanchor forgets every pending event and continues the chain after the aggregator's
+// head (seq, id), which it has acknowledged. The stored state is kept. It returns how many
+// pending events were dropped: they are lost, and the caller must report that.
+func (o *Outbox) Reanchor(seq uint64, id string) (int, error) {
+	var dropped int
+	err := o.db.Update(func(tx *bolt.Tx) error {
+		meta := tx.Bucket(bucketMeta)
+		h, err := readHead(meta)
+		if err != nil {
+			return err
+		}
+		c := tx.Bucket(bucketEvents).Cursor()
+		for k, _ := c.First(); k != nil; k, _ = c.First() {
+			if err := c.Delete(); err != nil {
+				return err
+			}
+		}
+		dropped = h.Count
+		h = Head{Seq: seq, ID: id, Acked: seq, AckedID: id}
+		return writeHead(meta, h)
+	})
+	if err != nil {
+		return 0, fmt.Errorf("outbox reanchor: %w", err)
+	}
+	return dropped, nil
+}
+
+// Head returns the chain head, the acknowledged sequence and the pending totals.
 func (o *Outbox) Head() (Head, error) {
 	var h Head
 	err := o.db.View(func(tx *bolt.Tx) error {
@@ -115,7 +310,7 @@ func (o *Outbox) Head() (Head, error) {
 	return h, err
 }
 
-// State returns the state stored with the newest event.
+// State returns the state stored with the newest state event.
 func (o *Outbox) State() ([]byte, error) {
 	var out []byte
 	err := o.db.View(func(tx *bolt.Tx) error {
@@ -135,7 +330,12 @@ func (o *Outbox) Pending(after uint64, max int) ([]Entry, error) {
 	err := o.db.View(func(tx *bolt.Tx) error {
 		c := tx.Bucket(bucketEvents).Cursor()
 		for k, v := c.Seek(seqKey(after + 1)); k != nil && len(out) < max; k, v = c.Next() {
-			out = append(out, Entry{Seq: binary.BigEndian.Uint64(k), Envelope: append([]byte(nil), v...)})
+			e, err := decodeRecord(k, v)
+			if err != nil {
+				return err
+			}
+			e.Envelope = append([]byte(nil), e.Envelope...)
+			out = append(out, e)
 		}
 		return nil
 	})
@@ -145,10 +345,26 @@ func (o *Outbox) Pending(after uint64, max int) ([]Entry, error) {
 	return out, nil
 }
 
-// Ack records that the aggregator committed every event up to seq and deletes them. An
-// ack at or below the current one changes nothing; an ack beyond the head is an error
-// (the aggregator knows events this outbox never wrote).
-func (o *Outbox) Ack(seq uint64) (removed int, err error) {
+// Oldest returns when the oldest pending event was appended, or the zero time.
+func (o *Outbox) Oldest() (time.Time, error) {
+	var t time.Time
+	err := o.db.View(func(tx *bolt.Tx) error {
+		k, v := tx.Bucket(bucketEvents).Cursor().First()
+		if k == nil {
+			return nil
+		}
+		e, err := decodeRecord(k, v)
+		t = e.AppendedAt
+		return err
+	})
+	return t, err
+}
+
+// Ack records that the aggregator committed every event up to seq, whose id is id, and
+// deletes them. An ack at or below the current one changes nothing. An ack beyond the
+// head returns ErrAckBeyondHead; an ack whose id differs from the pending event of that
+// sequence returns ErrFork: in both cases the aggregator's chain is not this outbox's.
+func (o *Outbox) Ack(seq uint64, id string) (removed int, err error) {
 	err = o.db.Update(func(tx *bolt.Tx) error {
 		meta := tx.Bucket(bucketMeta)
 		h, err := readHead(meta)
@@ -156,19 +372,38 @@ func (o *Outbox) Ack(seq uint64) (removed int, err error) {
 			return err
 		}
 		if seq > h.Seq {
-			return fmt.Errorf("ack %d beyond head %d", seq, h.Seq)
+			return fmt.Errorf("%w: ack %d, head %d", ErrAckBeyondHead, seq, h.Seq)
 		}
 		if seq <= h.Acked {
 			return nil
 		}
-		c := tx.Bucket(bucketEvents).Cursor()
-		for k, _ := c.First(); k != nil && binary.BigEndian.Uint64(k) <= seq; k, _ = c.Next() {
+		b := tx.Bucket(bucketEvents)
+		if v := b.Get(seqKey(seq)); v != nil && id != "" {
+			e, err := decodeRecord(seqKey(seq), v)
+			if err != nil {
+				return err
+			}
+			if e.ID != id {
+				return fmt.Errorf("%w: seq %d is %s here, %s at the aggregator", ErrFork, seq, e.ID, id)
+			}
+		}
+		c := b.Cursor()
+		for k, v := c.First(); k != nil && binary.BigEndian.Uint64(k) <= seq; k, v = c.First() {
+			if binary.BigEndian.Uint64(k) == seq {
+				e, err := decodeRecord(k, v)
+				if err != nil {
+					return err
+				}
+				id = e.ID
+			}
+			h.Count--
+			h.Bytes -= int64(len(v) - recordHeader)
 			if err := c.Delete(); err != nil {
 				return err
 			}
 			removed++
 		}
-		h.Acked = seq
+		h.Acked, h.AckedID = seq, id
 		return writeHead(meta, h)
 	})
 	if err != nil {
@@ -179,9 +414,15 @@ func (o *Outbox) Ack(seq uint64) (removed int, err error) {
 
 // Depth is the number of events not yet acknowledged.
 func (o *Outbox) Depth() (int, error) {
-	var n int
+	h, err := o.Head()
+	return h.Count, err
+}
+
+// FileSize is the size of the outbox file on disk.
+func (o *Outbox) FileSize() (int64, error) {
+	var n int64
 	err := o.db.View(func(tx *bolt.Tx) error {
-		n = tx.Bucket(bucketEvents).Stats().KeyN
+		n = tx.Size()
 		return nil
 	})
 	return n, err
@@ -209,4 +450,32 @@ func seqKey(seq uint64) []byte {
 	var k [8]byte
 	binary.BigEndian.PutUint64(k[:], seq)
 	return k[:]
+}
+
+// A record is the append time (unix nanoseconds, big-endian), the raw 32-byte event id,
+// and the envelope.
+const recordHeader = 8 + 32
+
+func encodeRecord(at time.Time, id string, env []byte) ([]byte, error) {
+	raw, err := hex.DecodeString(id)
+	if err != nil || len(raw) != 32 {
+		return nil, fmt.Errorf("event id %q: not 32 hex bytes", id)
+	}
+	rec := make([]byte, recordHeader+len(env))
+	binary.BigEndian.PutUint64(rec, uint64(at.UnixNano()))
+	copy(rec[8:], raw)
+	copy(rec[recordHeader:], env)
+	return rec, nil
+}
+
+func decodeRecord(k, v []byte) (Entry, error) {
+	if len(k) != 8 || len(v) < recordHeader {
+		return Entry{}, fmt.Errorf("%w: record of %d bytes", ErrCorrupt, len(v))
+	}
+	return Entry{
+		Seq:        binary.BigEndian.Uint64(k),
+		AppendedAt: time.Unix(0, int64(binary.BigEndian.Uint64(v))),
+		ID:         hex.EncodeToString(v[8:recordHeader]),
+		Envelope:   v[recordHeader:],
+	}, nil
 }

@@ -1,18 +1,22 @@
 // Package uplink moves events from the agent's outbox to the aggregator over MQTT and
 // removes them when the aggregator's ack says they are committed. It never relies on the
 // MQTT client's own store: after a reconnect, a restart, or when acks stop advancing, it
-// resends from the last acknowledged sequence, in order. Duplicates this creates are
-// dropped by the aggregator.
+// resends from the last acknowledged sequence, in order, paced by a rate limit, and backs
+// off with jitter when publishing fails. Duplicates this creates are dropped by the
+// aggregator.
 package uplink
 
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
+	"golang.org/x/time/rate"
 
 	"github.com/fenceline/fenceline/agent/outbox"
 	"github.com/fenceline/fenceline/shared/event"
@@ -28,11 +32,18 @@ type Config struct {
 	Device    string
 	// Batch is how many events one round publishes before waiting for their PUBACKs.
 	Batch int
+	// Rate bounds publishing, in events per second (0: unbounded), so that a long
+	// backlog replays at a pace the aggregator and the site's uplink can take.
+	Rate float64
 	// ResendAfter is how long published events may stay unacknowledged before the uplink
 	// resends from the last ack (the aggregator may have missed or refused them).
 	ResendAfter time.Duration
 	// PublishTimeout bounds the wait for one round's PUBACKs.
 	PublishTimeout time.Duration
+	// Backoff is the first wait after a failed round; it doubles up to MaxBackoff, with
+	// ±50% jitter, and resets after a success.
+	Backoff    time.Duration
+	MaxBackoff time.Duration
 }
 
 func (c *Config) setDefaults() {
@@ -44,6 +55,12 @@ func (c *Config) setDefaults() {
 	}
 	if c.PublishTimeout <= 0 {
 		c.PublishTimeout = 10 * time.Second
+	}
+	if c.Backoff <= 0 {
+		c.Backoff = 500 * time.Millisecond
+	}
+	if c.MaxBackoff < c.Backoff {
+		c.MaxBackoff = 30 * time.Second
 	}
 	if c.ClientID == "" {
 		c.ClientID = "fenceline-agent-" + c.Tenant + "-" + c.Device
@@ -58,22 +75,31 @@ const (
 
 // Uplink is the outbox-to-broker pump.
 type Uplink struct {
-	cfg  Config
-	ob   *outbox.Outbox
-	log  *slog.Logger
-	wake chan struct{}
-	acks chan event.Ack
+	cfg      Config
+	ob       *outbox.Outbox
+	log      *slog.Logger
+	metrics  *Metrics
+	wake     chan struct{}
+	acks     chan event.Ack
+	diverged chan event.Ack
+	replaced chan struct{}
 }
 
-// New returns an uplink for the outbox. Run starts it.
-func New(cfg Config, ob *outbox.Outbox, log *slog.Logger) *Uplink {
+// New returns an uplink for the outbox. Run starts it. metrics may be nil.
+func New(cfg Config, ob *outbox.Outbox, metrics *Metrics, log *slog.Logger) *Uplink {
 	cfg.setDefaults()
+	if metrics == nil {
+		metrics = NewMetrics(nil)
+	}
 	return &Uplink{
-		cfg:  cfg,
-		ob:   ob,
-		log:  log.With("component", "uplink"),
-		wake: make(chan struct{}, 1),
-		acks: make(chan event.Ack, 64),
+		cfg:      cfg,
+		ob:       ob,
+		log:      log.With("component", "uplink"),
+		metrics:  metrics,
+		wake:     make(chan struct{}, 1),
+		acks:     make(chan event.Ack, 64),
+		diverged: make(chan event.Ack, 1),
+		replaced: make(chan struct{}, 1),
 	}
 }
 
@@ -84,6 +110,21 @@ func (u *Uplink) Notify() {
 	default:
 	}
 }
+
+// Replaced tells the uplink that pending events were replaced (a fold): what it
+// published after the last ack is obsolete and the new events go out from there.
+func (u *Uplink) Replaced() {
+	select {
+	case u.replaced <- struct{}{}:
+	default:
+	}
+}
+
+// Diverged delivers the aggregator's head when it is not a point of this outbox's chain:
+// an ack beyond the outbox's head, or naming another event at a pending sequence. The
+// outbox was lost or replaced; the owner must re-anchor it (outbox.Reanchor) and report
+// the loss. Until then the uplink publishes nothing.
+func (u *Uplink) Diverged() <-chan event.Ack { return u.diverged }
 
 // Run connects and pumps until ctx ends. Connection failures are retried forever with
 // backoff; only a bad configuration returns an error early.
@@ -102,9 +143,10 @@ func (u *Uplink) Run(ctx context.Context) error {
 		SetAutoReconnect(true).
 		SetConnectRetry(true).
 		SetConnectRetryInterval(time.Second).
-		SetMaxReconnectInterval(10*time.Second).
-		SetKeepAlive(15*time.Second).
-		SetPingTimeout(5*time.Second).
+		SetMaxReconnectInterval(10 * time.Second).
+		SetKeepAlive(15 * time.Second).
+		SetPingTimeout(5 * time.Second).
+		SetWriteTimeout(u.cfg.PublishTimeout).
 		SetOrderMatters(false).
 		SetWill(topicStatus, StatusOffline, 1, true).
 		SetOnConnectHandler(func(c mqtt.Client) {
@@ -128,72 +170,168 @@ func (u *Uplink) Run(ctx context.Context) error {
 		client.Disconnect(250)
 	}()
 
+	p := &pump{u: u, client: client, topic: topicEvents, sentAt: map[uint64]time.Time{}}
+	if u.cfg.Rate > 0 {
+		p.limit = rate.NewLimiter(rate.Limit(u.cfg.Rate), u.cfg.Batch)
+	}
 	head, err := u.ob.Head()
 	if err != nil {
 		return err
 	}
-	acked, sent := head.Acked, head.Acked
-	lastProgress := time.Now()
+	p.acked, p.sent = head.Acked, head.Acked
+	p.lastProgress = time.Now()
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	for {
+		var retry <-chan time.Time
+		if !p.retryAt.IsZero() {
+			retry = time.After(time.Until(p.retryAt))
+		}
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-u.wake:
 		case <-tick.C:
+		case <-retry:
+		case <-u.replaced:
+			p.sent, p.lastProgress = p.acked, time.Now()
 		case <-connected:
 			// A new connection: whatever was in flight may be lost. Start over from the ack.
-			sent = acked
+			p.restart("reconnected")
 		case a := <-u.acks:
-			if a.Seq > acked {
-				n, err := u.ob.Ack(a.Seq)
-				if err != nil {
-					u.log.Error("ack not applied", "seq", a.Seq, "err", err)
-					continue
-				}
-				u.log.Debug("ack", "seq", a.Seq, "removed", n)
-				acked, lastProgress = a.Seq, time.Now()
-			} else if a.Seq < acked {
-				// TODO: the aggregator lost events it had acknowledged (restored from an
-				// older state); they are gone from the outbox, so this can only be reported.
-				u.log.Warn("aggregator head behind acknowledged sequence", "ack", a.Seq, "acked", acked)
-			}
+			p.onAck(a)
 		}
-		if sent < acked {
-			sent = acked
-		}
-		if !client.IsConnectionOpen() {
-			continue
-		}
-		if sent > acked && time.Since(lastProgress) > u.cfg.ResendAfter {
-			u.log.Info("resending unacknowledged events", "from", acked+1, "to", sent)
-			sent, lastProgress = acked, time.Now()
-		}
-		if sent == acked {
-			lastProgress = time.Now()
-		}
-		next, err := u.publish(ctx, client, topicEvents, sent)
-		if err != nil {
-			u.log.Warn("publish", "err", err)
-		}
-		if next > sent {
-			sent = next
-			u.Notify() // there may be more
-		}
+		p.round(ctx)
 	}
 }
 
-// publish sends one round of pending events after seq and returns the highest sequence
-// whose PUBACK arrived.
-func (u *Uplink) publish(ctx context.Context, c mqtt.Client, topic string, seq uint64) (uint64, error) {
+// pump is the state of one Run.
+type pump struct {
+	u      *Uplink
+	client mqtt.Client
+	topic  string
+	limit  *rate.Limiter
+
+	acked, sent  uint64    // highest acknowledged; highest published with PUBACK
+	lastProgress time.Time // last ack advance, or when publishing started from idle
+	sentAt       map[uint64]time.Time
+	backoff      time.Duration
+	retryAt      time.Time // no publishing before this (backoff after a failure)
+	divergedAt   uint64    // waiting for the owner to re-anchor after this ack
+}
+
+func (p *pump) restart(why string) {
+	if p.sent > p.acked {
+		p.u.metrics.Resends.Add(float64(p.sent - p.acked))
+		p.u.log.Info("resending unacknowledged events", "from", p.acked+1, "to", p.sent, "reason", why)
+	}
+	p.sent, p.lastProgress = p.acked, time.Now()
+}
+
+func (p *pump) onAck(a event.Ack) {
+	u := p.u
+	if a.Seq < p.acked {
+		// TODO: the aggregator lost events it had acknowledged (restored from an older
+		// state); they are gone from the outbox, so this can only be reported.
+		u.log.Warn("aggregator head behind acknowledged sequence", "ack", a.Seq, "acked", p.acked)
+		return
+	}
+	n, err := u.ob.Ack(a.Seq, a.ID)
+	switch {
+	case errors.Is(err, outbox.ErrAckBeyondHead), errors.Is(err, outbox.ErrFork):
+		if p.divergedAt == a.Seq {
+			return
+		}
+		p.divergedAt = a.Seq
+		u.log.Warn("aggregator's chain is not this outbox's; re-anchoring", "ack", a.Seq, "err", err)
+		select {
+		case u.diverged <- a:
+		default:
+		}
+		return
+	case err != nil:
+		u.log.Error("ack not applied", "seq", a.Seq, "err", err)
+		return
+	}
+	if a.Seq > p.acked || n > 0 {
+		now := time.Now()
+		for seq, at := range p.sentAt {
+			if seq <= a.Seq {
+				u.metrics.AckLatency.Observe(now.Sub(at).Seconds())
+				delete(p.sentAt, seq)
+			}
+		}
+		u.log.Debug("ack", "seq", a.Seq, "removed", n)
+		p.acked, p.lastProgress, p.divergedAt = a.Seq, now, 0
+		u.metrics.Acked.Set(float64(a.Seq))
+	}
+	if p.sent < p.acked {
+		p.sent = p.acked
+	}
+}
+
+// round publishes what is pending, if the connection and the pacing allow.
+func (p *pump) round(ctx context.Context) {
+	u := p.u
+	head, err := u.ob.Head()
+	if err != nil {
+		u.log.Error("outbox head", "err", err)
+		return
+	}
+	if head.Acked > p.acked { // re-anchored by the owner
+		p.acked, p.sent, p.divergedAt = head.Acked, head.Acked, 0
+		u.metrics.Acked.Set(float64(head.Acked))
+	}
+	if !p.client.IsConnectionOpen() || p.divergedAt != 0 || time.Now().Before(p.retryAt) {
+		return
+	}
+	if p.sent > p.acked && time.Since(p.lastProgress) > u.cfg.ResendAfter {
+		p.restart("no ack within " + u.cfg.ResendAfter.String())
+	}
+	if p.sent == p.acked {
+		p.lastProgress = time.Now()
+	}
+	next, err := p.publish(ctx)
+	if err != nil {
+		u.metrics.Failures.Inc()
+		if p.backoff == 0 {
+			p.backoff = u.cfg.Backoff
+		} else {
+			p.backoff = min(2*p.backoff, u.cfg.MaxBackoff)
+		}
+		wait := p.backoff/2 + rand.N(p.backoff)
+		p.retryAt = time.Now().Add(wait)
+		u.log.Warn("publish failed; backing off", "err", err, "wait", wait.Round(time.Millisecond))
+	} else {
+		p.backoff, p.retryAt = 0, time.Time{}
+	}
+	if next > p.sent {
+		p.sent = next
+		u.Notify() // there may be more
+	}
+}
+
+// publish sends one round of pending events after p.sent and returns the highest
+// sequence whose PUBACK arrived.
+func (p *pump) publish(ctx context.Context) (uint64, error) {
+	u := p.u
+	seq := p.sent
 	pending, err := u.ob.Pending(seq, u.cfg.Batch)
 	if err != nil || len(pending) == 0 {
 		return seq, err
 	}
+	if p.limit != nil {
+		if err := p.limit.WaitN(ctx, len(pending)); err != nil {
+			return seq, nil // ctx ended
+		}
+	}
 	tokens := make([]mqtt.Token, len(pending))
+	now := time.Now()
 	for i, e := range pending {
-		tokens[i] = c.Publish(topic, 1, false, e.Envelope)
+		tokens[i] = p.client.Publish(p.topic, 1, false, e.Envelope)
+		if _, ok := p.sentAt[e.Seq]; !ok {
+			p.sentAt[e.Seq] = now
+		}
 	}
 	deadline := time.Now().Add(u.cfg.PublishTimeout)
 	for i, t := range tokens {
@@ -203,10 +341,8 @@ func (u *Uplink) publish(ctx context.Context, c mqtt.Client, topic string, seq u
 		if err := t.Error(); err != nil {
 			return seq, fmt.Errorf("event %d: %w", pending[i].Seq, err)
 		}
-		if ctx.Err() != nil {
-			return seq, ctx.Err()
-		}
 		seq = pending[i].Seq
+		u.metrics.Published.Inc()
 	}
 	return seq, nil
 }
@@ -217,7 +353,7 @@ func (u *Uplink) onAck(_ mqtt.Client, m mqtt.Message) {
 		u.log.Warn("bad ack", "topic", m.Topic(), "err", err)
 		return
 	}
-	// Keep only the newest ack if the pump is busy: acks are cumulative.
+	// Acks are cumulative: if the pump is busy, keep the newest.
 	for {
 		select {
 		case u.acks <- a:

@@ -129,15 +129,15 @@ func applyAppendEvent(tx *bolt.Tx, c *appendEventCmd) (any, error) {
 		Before: e.Before, After: e.After, Changes: e.Changes, Committer: e.Committer,
 		Note: e.Note,
 	}
-	switch e.Kind {
-	case event.Baseline, event.Reconcile:
+	switch {
+	case e.Kind.CarriesRuleset():
 		if e.Ruleset != nil {
 			if err := putJSON(tx.Bucket(bucketRulesets), dkey, e.Ruleset); err != nil {
 				return nil, err
 			}
 			d.RulesetSeq = e.Seq
 		}
-	case event.Heartbeat:
+	case e.Kind == event.Heartbeat:
 		d.LastHeartbeat = c.ReceivedAt
 		// TODO: a heartbeat whose digest differs from the last reported state means a
 		// change went unreported; raise a deviation for it once that kind exists.

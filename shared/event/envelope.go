@@ -46,6 +46,9 @@ func NewSigner(key ed25519.PrivateKey) *Signer {
 // KeyID is the id of the signer's public key.
 func (s *Signer) KeyID() string { return s.keyID }
 
+// PublicKey is the signer's public key.
+func (s *Signer) PublicKey() ed25519.PublicKey { return s.key.Public().(ed25519.PublicKey) }
+
 // Seal serializes e canonically and signs it. It returns the envelope's JSON bytes and
 // the event's ID.
 func (s *Signer) Seal(e *Event) ([]byte, string, error) {
