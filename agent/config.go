@@ -172,8 +172,8 @@ func (c *Config) Validate() error {
 	if c.StateDir == "" {
 		errs = append(errs, errors.New("state_dir is empty"))
 	}
-	if c.HeartbeatInterval < time.Second {
-		errs = append(errs, fmt.Errorf("heartbeat_interval %s is below 1s", c.HeartbeatInterval))
+	if c.HeartbeatInterval < time.Millisecond {
+		errs = append(errs, fmt.Errorf("heartbeat_interval %s is below 1ms", c.HeartbeatInterval))
 	}
 	if c.Nftables.BackstopInterval < time.Second {
 		errs = append(errs, fmt.Errorf("nftables.backstop_interval %s is below 1s", c.Nftables.BackstopInterval))

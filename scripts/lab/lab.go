@@ -151,6 +151,10 @@ func WaitFor(timeout time.Duration, what string, cond func() (bool, string)) err
 // Proc is a process the lab started.
 type Proc struct {
 	Name string
+	lab  *Lab
+	bin  string
+	args []string
+	env  []string
 	cmd  *exec.Cmd
 	log  string
 	done chan struct{}
@@ -158,29 +162,50 @@ type Proc struct {
 
 // Start starts a process with its output in a log file in the lab directory.
 func (l *Lab) Start(name string, env []string, bin string, args ...string) (*Proc, error) {
-	logPath := filepath.Join(l.Dir, name+".log")
-	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
-	if err != nil {
+	p := &Proc{Name: name, lab: l, bin: bin, args: args, env: env,
+		log: filepath.Join(l.Dir, name+".log")}
+	if err := p.start(); err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(bin, args...)
-	cmd.Env = append(os.Environ(), env...)
-	cmd.Stdout, cmd.Stderr = f, f
-	if err := cmd.Start(); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("start %s: %w", name, err)
-	}
-	p := &Proc{Name: name, cmd: cmd, log: logPath, done: make(chan struct{})}
-	go func() {
-		cmd.Wait()
-		f.Close()
-		close(p.done)
-	}()
 	l.mu.Lock()
 	l.procs = append(l.procs, p)
 	l.mu.Unlock()
 	return p, nil
 }
+
+func (p *Proc) start() error {
+	f, err := os.OpenFile(p.log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command(p.bin, p.args...)
+	cmd.Env = append(os.Environ(), p.env...)
+	cmd.Stdout, cmd.Stderr = f, f
+	if err := cmd.Start(); err != nil {
+		f.Close()
+		return fmt.Errorf("start %s: %w", p.Name, err)
+	}
+	fmt.Fprintf(f, "### lab: started %s pid %d\n", p.Name, cmd.Process.Pid)
+	done := make(chan struct{})
+	go func() {
+		cmd.Wait()
+		f.Close()
+		close(done)
+	}()
+	p.cmd, p.done = cmd, done
+	return nil
+}
+
+// Restart starts the process again with the same arguments, after it ended (Stop or Kill).
+func (p *Proc) Restart() error {
+	if !p.Exited() {
+		return fmt.Errorf("%s is still running", p.Name)
+	}
+	return p.start()
+}
+
+// Args are the process's command-line arguments.
+func (p *Proc) Args() []string { return p.args }
 
 // Pid is the process id.
 func (p *Proc) Pid() int { return p.cmd.Process.Pid }
@@ -249,7 +274,12 @@ func (l *Lab) Mosquitto() (string, *Proc, error) {
 		return "", nil, err
 	}
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	err = WaitFor(10*time.Second, "mosquitto to listen", func() (bool, string) {
+	return "tcp://" + addr, p, WaitListening(addr, 10*time.Second)
+}
+
+// WaitListening waits until something accepts TCP connections on addr.
+func WaitListening(addr string, timeout time.Duration) error {
+	return WaitFor(timeout, addr+" to listen", func() (bool, string) {
 		c, err := net.Dial("tcp", addr)
 		if err != nil {
 			return false, err.Error()
@@ -257,7 +287,6 @@ func (l *Lab) Mosquitto() (string, *Proc, error) {
 		c.Close()
 		return true, ""
 	})
-	return "tcp://" + addr, p, err
 }
 
 // Aggregator is a running fenceline-aggregator.
@@ -298,18 +327,7 @@ func (l *Lab) Aggregator(name, brokerURL string) (*Aggregator, error) {
 		return nil, err
 	}
 	a := &Aggregator{Proc: p, lab: l, API: "http://" + httpAddr, DataDir: dataDir}
-	err = WaitFor(30*time.Second, "aggregator /healthz", func() (bool, string) {
-		if p.Exited() {
-			return false, "aggregator exited"
-		}
-		resp, err := http.Get(a.API + "/healthz")
-		if err != nil {
-			return false, err.Error()
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK, resp.Status
-	})
-	if err != nil {
+	if err := a.WaitHealthy(30 * time.Second); err != nil {
 		return nil, err
 	}
 	tok, err := os.ReadFile(filepath.Join(dataDir, "admin.token"))
@@ -318,6 +336,21 @@ func (l *Lab) Aggregator(name, brokerURL string) (*Aggregator, error) {
 	}
 	a.Token = strings.TrimSpace(string(tok))
 	return a, nil
+}
+
+// WaitHealthy waits until the aggregator answers /healthz with 200 (it has a leader).
+func (a *Aggregator) WaitHealthy(timeout time.Duration) error {
+	return WaitFor(timeout, a.Name+" /healthz", func() (bool, string) {
+		if a.Exited() {
+			return false, a.Name + " exited"
+		}
+		resp, err := http.Get(a.API + "/healthz")
+		if err != nil {
+			return false, err.Error()
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK, resp.Status
+	})
 }
 
 // Ctl runs fencectl against the aggregator for tenant and returns its stdout.
@@ -368,6 +401,12 @@ func (a *Aggregator) Get(path string, v any) error {
 // Agent enrolls device for tenant with a token from `fencectl enroll` and starts an
 // agent watching the namespace. Extra arguments go to `fenceline-agent run`.
 func (l *Lab) Agent(a *Aggregator, tenant, device, ns string, extra ...string) (*Proc, error) {
+	return l.AgentWithEnv(a, tenant, device, ns, nil, extra...)
+}
+
+// AgentWithEnv is Agent with extra environment (FENCELINE_… settings).
+func (l *Lab) AgentWithEnv(a *Aggregator, tenant, device, ns string, env []string,
+	extra ...string) (*Proc, error) {
 	var tok struct {
 		Token string `json:"token"`
 	}
@@ -384,5 +423,5 @@ func (l *Lab) Agent(a *Aggregator, tenant, device, ns string, extra ...string) (
 		"--token", tok.Token,
 		"--netns", ns,
 	}, extra...)
-	return l.Start("agent-"+device, nil, filepath.Join(l.Bin, "fenceline-agent"), args...)
+	return l.Start("agent-"+device, env, filepath.Join(l.Bin, "fenceline-agent"), args...)
 }
