@@ -37,13 +37,21 @@ type rig struct {
 
 func newRig(t *testing.T, agentEnv ...string) *rig {
 	t.Helper()
+	return newRigWith(t, func(l *lab.Lab) (string, *lab.Proc, error) { return l.Mosquitto() },
+		agentEnv...)
+}
+
+// newRigWith builds a rig whose broker the given function starts.
+func newRigWith(t *testing.T, broker func(*lab.Lab) (string, *lab.Proc, error),
+	agentEnv ...string) *rig {
+	t.Helper()
 	r := &rig{l: newLab(t, "mosquitto")}
 	var err error
 	r.ns, err = r.l.Netns("fl-e2e")
 	check(t, err)
 	nft(t, r.ns, "add", "table", "ip", "bench")
 	nft(t, r.ns, "add", "chain", "ip", "bench", "c")
-	r.broker, r.brokerP, err = r.l.Mosquitto()
+	r.broker, r.brokerP, err = broker(r.l)
 	check(t, err)
 	r.agg, err = r.l.Aggregator("aggregator", r.broker)
 	check(t, err)
@@ -345,4 +353,140 @@ func hasKind(h []storedEvent, kind string) bool {
 		}
 	}
 	return false
+}
+
+// TestCorruptOutbox: the agent's outbox file is damaged while the agent is stopped. At
+// start it says so, moves the file aside, resynchronizes from the aggregator's head with
+// the full state, and keeps running.
+func TestCorruptOutbox(t *testing.T) {
+	r := newRig(t)
+	b := startBurst(t, r.ns)
+	b.addUpTo(t, 50)
+	r.checkExactlyOnce(t, 50)
+	r.agent.Stop()
+	b.addUpTo(t, 80) // changed while the agent is down
+	b.close()
+	path := filepath.Join(r.stateDir, "outbox.db")
+	raw, err := os.ReadFile(path)
+	check(t, err)
+	for i := 0; i < len(raw) && i < 3*4096; i++ {
+		raw[i] = byte(i*31 + 7)
+	}
+	check(t, os.WriteFile(path, raw, 0o600))
+
+	check(t, r.agent.Restart())
+	want := r.liveDigest(t)
+	waitFor(t, 30*time.Second, "resync to the live state", func() (bool, string) {
+		var d struct {
+			Digest string `json:"digest"`
+		}
+		if err := r.agg.Get("/v1/tenants/"+burstTenant+"/devices/"+burstDevice, &d); err != nil {
+			return false, err.Error()
+		}
+		return d.Digest == want, d.Digest
+	})
+	h, err := r.history()
+	check(t, err)
+	if !hasKind(h, "resync") {
+		t.Errorf("no resync event; kinds: %v", kinds(h))
+	}
+	moved, _ := filepath.Glob(path + ".corrupt-*")
+	if len(moved) != 1 {
+		t.Errorf("corrupt outbox not moved aside: %v", moved)
+	}
+	if r.agent.Exited() {
+		t.Fatal("agent exited")
+	}
+	if log := r.agent.Tail(200); !strings.Contains(log, "outbox was corrupt") {
+		t.Errorf("no clear error about the corrupt outbox in the log")
+	}
+}
+
+// TestOutboxBoundWhileOffline: with the broker gone, the outbox reaches its disk bound;
+// the pending events are folded into one state event, which reaches the aggregator when
+// the broker returns.
+func TestOutboxBoundWhileOffline(t *testing.T) {
+	r := newRig(t, "FENCELINE_OUTBOX_MAX_BYTES=1048576", "FENCELINE_HEARTBEAT_INTERVAL=1ms")
+	r.brokerP.Stop()
+	b := startBurst(t, r.ns)
+	b.addUpTo(t, 20)
+	waitFor(t, 60*time.Second, "a fold", func() (bool, string) {
+		f := r.agentMetric(t, "fenceline_agent_outbox_folds_total")
+		return f >= 1, fmt.Sprintf("folds %v", f)
+	})
+	b.addUpTo(t, 30)
+	b.close()
+	// A normal heartbeat again, so the chain stops growing fast.
+	r.agent.Stop()
+	agent, err := r.l.Start("agent-normal", nil, filepath.Join(binDir, "fenceline-agent"),
+		r.agent.Args()...)
+	check(t, err)
+	r.agent = agent
+	check(t, r.brokerP.Restart())
+	want := r.liveDigest(t)
+	waitFor(t, 60*time.Second, "delivery after the fold", func() (bool, string) {
+		var d struct {
+			Digest string `json:"digest"`
+		}
+		if err := r.agg.Get("/v1/tenants/"+burstTenant+"/devices/"+burstDevice, &d); err != nil {
+			return false, err.Error()
+		}
+		return d.Digest == want, d.Digest
+	})
+	h, err := r.history()
+	check(t, err)
+	if !hasKind(h, "fold") {
+		t.Fatalf("no fold event at the aggregator; kinds %v", kinds(h))
+	}
+	for i, e := range h {
+		if e.Seq != strconv.Itoa(i+1) {
+			t.Fatalf("event %d has sequence %s", i+1, e.Seq)
+		}
+	}
+}
+
+// TestDeadLinkNoFIN: the broker sits in a namespace behind a veth pair; its traffic is
+// dropped silently (no FIN, no RST) while changes are made, then restored. Nothing is lost.
+func TestDeadLinkNoFIN(t *testing.T) {
+	var brokerNS string
+	r := newRigWith(t, func(l *lab.Lab) (string, *lab.Proc, error) {
+		ns, err := l.Netns("fl-e2e-brk")
+		if err != nil {
+			return "", nil, err
+		}
+		brokerNS = ns
+		_, addr, err := l.Link(ns)
+		if err != nil {
+			return "", nil, err
+		}
+		return l.MosquittoIn(ns, addr, 1883)
+	})
+	b := startBurst(t, r.ns)
+	b.addUpTo(t, 50)
+	r.checkExactlyOnce(t, 50)
+
+	blackhole := filepath.Join(t.TempDir(), "blackhole.nft")
+	check(t, os.WriteFile(blackhole, []byte(`table inet blackhole {
+	chain in { type filter hook input priority -300; policy drop; }
+	chain out { type filter hook output priority -300; policy drop; }
+}
+`), 0o600))
+	nft(t, brokerNS, "-f", blackhole)
+	b.addUpTo(t, 250)
+	waitFor(t, 60*time.Second, "the agent to notice the dead link", func() (bool, string) {
+		f := r.agentMetric(t, "fenceline_agent_publish_failures_total")
+		return f >= 1, fmt.Sprintf("publish failures %v", f)
+	})
+	nft(t, brokerNS, "delete", "table", "inet", "blackhole")
+	b.addUpTo(t, 300)
+	b.close()
+	r.checkExactlyOnce(t, 300)
+}
+
+func kinds(h []storedEvent) map[string]int {
+	m := map[string]int{}
+	for _, e := range h {
+		m[e.Kind]++
+	}
+	return m
 }

@@ -18,6 +18,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -110,6 +111,32 @@ func (l *Lab) Netns(prefix string) (string, error) {
 		return name, fmt.Errorf("lo up in %s: %v %s", name, err, out)
 	}
 	return name, nil
+}
+
+// Link connects the host to namespace ns with a veth pair and returns the host's and
+// the namespace's addresses, a /24 of 198.18.0.0/15 (reserved for benchmarking) chosen at
+// random. Deleting the namespace deletes the pair.
+func (l *Lab) Link(ns string) (hostAddr, nsAddr string, err error) {
+	b := make([]byte, 2)
+	rand.Read(b)
+	net3 := fmt.Sprintf("198.%d.%d", 18+int(b[0]&1), 1+int(b[1])%254)
+	host, peer := "flh"+randHex(3), "flp"+randHex(3)
+	hostAddr, nsAddr = net3+".1", net3+".2"
+	steps := [][]string{
+		{"link", "add", host, "type", "veth", "peer", "name", peer},
+		{"link", "set", peer, "netns", ns},
+		{"addr", "add", hostAddr + "/24", "dev", host},
+		{"link", "set", host, "up"},
+		{"-n", ns, "addr", "add", nsAddr + "/24", "dev", peer},
+		{"-n", ns, "link", "set", peer, "up"},
+	}
+	for _, st := range steps {
+		if out, err := exec.Command("ip", st...).CombinedOutput(); err != nil {
+			exec.Command("ip", "link", "del", host).Run()
+			return "", "", fmt.Errorf("ip %s: %v %s", strings.Join(st, " "), err, out)
+		}
+	}
+	return hostAddr, nsAddr, nil
 }
 
 // Nft runs the nft CLI inside the namespace, as an administrator would.
@@ -255,25 +282,37 @@ func (p *Proc) Tail(lines int) string {
 // Mosquitto starts a real Mosquitto broker without persistence on a free loopback port
 // and returns its URL.
 func (l *Lab) Mosquitto() (string, *Proc, error) {
-	bin, err := exec.LookPath("mosquitto")
-	if err != nil {
-		return "", nil, errors.New("needs mosquitto (run scripts/deps.sh)")
-	}
 	port, err := FreePort()
 	if err != nil {
 		return "", nil, err
 	}
+	return l.MosquittoIn("", "127.0.0.1", port)
+}
+
+// MosquittoIn starts Mosquitto inside namespace ns ("" for the host's) listening on
+// host:port, and returns its URL.
+func (l *Lab) MosquittoIn(ns, host string, port int) (string, *Proc, error) {
+	bin, err := exec.LookPath("mosquitto")
+	if err != nil {
+		return "", nil, errors.New("needs mosquitto (run scripts/deps.sh)")
+	}
 	conf := filepath.Join(l.Dir, fmt.Sprintf("mosquitto-%d.conf", port))
 	err = os.WriteFile(conf, []byte(fmt.Sprintf(
-		"listener %d 127.0.0.1\nallow_anonymous true\npersistence false\nset_tcp_nodelay true\n", port)), 0o600)
+		"listener %d %s\nallow_anonymous true\npersistence false\nset_tcp_nodelay true\n",
+		port, host)), 0o600)
 	if err != nil {
 		return "", nil, err
 	}
-	p, err := l.Start(fmt.Sprintf("mosquitto-%d", port), nil, bin, "-c", conf)
+	args := []string{"-c", conf}
+	if ns != "" {
+		args = append([]string{"netns", "exec", ns, bin}, args...)
+		bin = "ip"
+	}
+	p, err := l.Start(fmt.Sprintf("mosquitto-%d", port), nil, bin, args...)
 	if err != nil {
 		return "", nil, err
 	}
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	addr := net.JoinHostPort(host, strconv.Itoa(port))
 	return "tcp://" + addr, p, WaitListening(addr, 10*time.Second)
 }
 
