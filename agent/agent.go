@@ -34,11 +34,11 @@ type Source interface {
 
 // Agent observes one device and reports it.
 type Agent struct {
-	cfg    *Config
-	id     *identity.Identity
-	src    Source
-	ob     *outbox.Outbox
-	up     *uplink.Uplink
+	cfg     *Config
+	id      *identity.Identity
+	src     Source
+	ob      *outbox.Outbox
+	up      *uplink.Uplink
 	signer  *event.Signer
 	log     *slog.Logger
 	metrics *metrics

@@ -39,8 +39,9 @@ func (a *Agent) append(e *event.Event, state []byte) (uint64, error) {
 	return seq, nil
 }
 
-// fold replaces every pending event with one fold event carrying the last reported state:
-// the outbox reached its disk bound while the aggregator was unreachable.
+// fold replaces the pending events that never left the agent with one fold event carrying
+// the last reported state: the outbox reached its disk bound while the aggregator was
+// unreachable.
 func (a *Agent) fold() error {
 	if a.last == nil {
 		return errors.New("outbox full before any state was reported")
@@ -50,7 +51,8 @@ func (a *Agent) fold() error {
 		return fmt.Errorf("fold: %w", err)
 	}
 	var firstBefore string
-	n, err := a.ob.Fold(func(seq uint64, prev string, first outbox.Entry, count int) ([]byte, string, error) {
+	// Events already published may be at the aggregator: fold only the rest.
+	n, err := a.ob.Fold(a.up.Published(), func(seq uint64, prev string, first outbox.Entry, count int) ([]byte, string, error) {
 		o, err := event.Open(first.Envelope, func(string) (ed25519.PublicKey, error) {
 			return a.signer.PublicKey(), nil
 		})

@@ -217,12 +217,15 @@ func (o *Outbox) put(tx *bolt.Tx, h *Head, seq uint64, id string, env []byte) er
 }
 
 // FoldSealer seals the event that replaces count pending events, the first of which is
-// first; seq and prev continue the chain from the last acknowledged event.
+// first; seq and prev continue the chain from the event before first.
 type FoldSealer func(seq uint64, prev string, first Entry, count int) (envelope []byte, id string, err error)
 
-// Fold replaces every pending event with the one event seal returns, and stores state
-// with it. It returns how many events were folded; with nothing pending it does nothing.
-func (o *Outbox) Fold(seal FoldSealer, state []byte) (int, error) {
+// Fold replaces the pending events after sequence after with the one event seal returns,
+// and stores state with it. Events up to after are kept: they may already be at the
+// aggregator (published, not yet acknowledged), and replacing them would fork the chain.
+// after below the acknowledged sequence means the acknowledged sequence; with nothing
+// after it, Fold folds every pending event. It returns how many events were folded.
+func (o *Outbox) Fold(after uint64, seal FoldSealer, state []byte) (int, error) {
 	var folded int
 	err := o.db.Update(func(tx *bolt.Tx) error {
 		meta := tx.Bucket(bucketMeta)
@@ -230,33 +233,44 @@ func (o *Outbox) Fold(seal FoldSealer, state []byte) (int, error) {
 		if err != nil {
 			return err
 		}
-		if h.Count == 0 {
+		after = max(after, h.Acked)
+		if after >= h.Seq {
+			after = h.Acked
+		}
+		if h.Count == 0 || after >= h.Seq {
 			return nil
 		}
-		c := tx.Bucket(bucketEvents).Cursor()
-		k, v := c.First()
+		b := tx.Bucket(bucketEvents)
+		prev := h.AckedID
+		if after > h.Acked {
+			k := seqKey(after)
+			e, err := decodeRecord(k, b.Get(k))
+			if err != nil {
+				return err
+			}
+			prev = e.ID
+		}
+		c := b.Cursor()
+		k, v := c.Seek(seqKey(after + 1))
 		first, err := decodeRecord(k, v)
 		if err != nil {
 			return err
 		}
-		// Pending events are exactly Acked+1 … Seq: the fold continues the chain from the
-		// acknowledged head.
-		if first.Seq != h.Acked+1 {
-			return fmt.Errorf("%w: first pending %d after ack %d", ErrCorrupt, first.Seq, h.Acked)
-		}
 		first.Envelope = append([]byte(nil), first.Envelope...)
-		for k, _ := c.First(); k != nil; k, _ = c.First() {
+		for k, v := c.Seek(seqKey(after + 1)); k != nil; k, v = c.Seek(seqKey(after + 1)) {
+			h.Count--
+			h.Bytes -= int64(len(v) - recordHeader)
 			if err := c.Delete(); err != nil {
 				return err
 			}
+			folded++
 		}
-		folded = h.Count
-		h.Count, h.Bytes = 0, 0
-		env, id, err := seal(h.Acked+1, h.AckedID, first, folded)
+		env, id, err := seal(after+1, prev, first, folded)
 		if err != nil {
 			return fmt.Errorf("seal fold: %w", err)
 		}
-		if err := o.put(tx, &h, h.Acked+1, id, env); err != nil {
+		h.Seq = after
+		if err := o.put(tx, &h, after+1, id, env); err != nil {
 			return err
 		}
 		if state != nil {

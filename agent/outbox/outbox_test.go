@@ -142,7 +142,7 @@ func TestBoundAndFold(t *testing.T) {
 	}
 	var gotFirst Entry
 	var gotCount int
-	n, err := ob.Fold(func(seq uint64, prev string, first Entry, count int) ([]byte, string, error) {
+	n, err := ob.Fold(0, func(seq uint64, prev string, first Entry, count int) ([]byte, string, error) {
 		if seq != 2 || prev != idOf(1) {
 			t.Errorf("fold sealed at %d after %q, want 2 after event 1", seq, prev)
 		}
@@ -167,6 +167,42 @@ func TestBoundAndFold(t *testing.T) {
 	ob.Append(sealer(&seen), nil)
 	if seen[0] != "3<-"+idOf(1000)[:6] {
 		t.Fatalf("append after fold: %v", seen)
+	}
+}
+
+// Events that may already be at the aggregator (published) are not folded.
+func TestFoldKeepsPublished(t *testing.T) {
+	ob := open(t, filepath.Join(t.TempDir(), "outbox.db"), Config{})
+	var seen []string
+	for i := 0; i < 6; i++ {
+		ob.Append(sealer(&seen), nil)
+	}
+	ob.Ack(2, idOf(2))
+	n, err := ob.Fold(4, func(seq uint64, prev string, first Entry, count int) ([]byte, string, error) {
+		if seq != 5 || prev != idOf(4) || first.Seq != 5 || count != 2 {
+			t.Errorf("fold at %d after %.6s, first %d, count %d", seq, prev, first.Seq, count)
+		}
+		return []byte("fold"), idOf(500), nil
+	}, nil)
+	if err != nil || n != 2 {
+		t.Fatalf("fold: %d %v", n, err)
+	}
+	p, _ := ob.Pending(0, 10)
+	if len(p) != 3 || p[0].Seq != 3 || p[1].Seq != 4 || p[2].ID != idOf(500) {
+		t.Fatalf("pending after fold: %+v", p)
+	}
+	if h, _ := ob.Head(); h.Seq != 5 || h.Count != 3 || h.Bytes != 5+5+4 {
+		t.Fatalf("head after fold: %+v", h)
+	}
+	// Everything published: fold all pending after the ack.
+	n, _ = ob.Fold(5, func(seq uint64, prev string, first Entry, count int) ([]byte, string, error) {
+		if seq != 3 || prev != idOf(2) || count != 3 {
+			t.Errorf("fold-all at %d after %.6s count %d", seq, prev, count)
+		}
+		return []byte("fold2"), idOf(501), nil
+	}, nil)
+	if n != 3 {
+		t.Fatalf("fold all: %d", n)
 	}
 }
 

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"sync/atomic"
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
@@ -83,7 +84,14 @@ type Uplink struct {
 	acks     chan event.Ack
 	diverged chan event.Ack
 	replaced chan struct{}
+	// published is the highest sequence ever published in this run (PUBACK or not):
+	// events up to it may be at the aggregator.
+	published atomic.Uint64
 }
+
+// Published returns the highest sequence that may have left the agent: published in
+// this run, or pending when the run started (a previous run may have published it).
+func (u *Uplink) Published() uint64 { return u.published.Load() }
 
 // New returns an uplink for the outbox. Run starts it. metrics may be nil.
 func New(cfg Config, ob *outbox.Outbox, metrics *Metrics, log *slog.Logger) *Uplink {
@@ -143,9 +151,9 @@ func (u *Uplink) Run(ctx context.Context) error {
 		SetAutoReconnect(true).
 		SetConnectRetry(true).
 		SetConnectRetryInterval(time.Second).
-		SetMaxReconnectInterval(10 * time.Second).
-		SetKeepAlive(15 * time.Second).
-		SetPingTimeout(5 * time.Second).
+		SetMaxReconnectInterval(10*time.Second).
+		SetKeepAlive(15*time.Second).
+		SetPingTimeout(5*time.Second).
 		SetWriteTimeout(u.cfg.PublishTimeout).
 		SetOrderMatters(false).
 		SetWill(topicStatus, StatusOffline, 1, true).
@@ -179,6 +187,10 @@ func (u *Uplink) Run(ctx context.Context) error {
 		return err
 	}
 	p.acked, p.sent = head.Acked, head.Acked
+	// A previous run may have published everything pending: count it as published.
+	if head.Seq > u.published.Load() {
+		u.published.Store(head.Seq)
+	}
 	p.lastProgress = time.Now()
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
@@ -328,6 +340,9 @@ func (p *pump) publish(ctx context.Context) (uint64, error) {
 	tokens := make([]mqtt.Token, len(pending))
 	now := time.Now()
 	for i, e := range pending {
+		if e.Seq > u.published.Load() {
+			u.published.Store(e.Seq)
+		}
 		tokens[i] = p.client.Publish(p.topic, 1, false, e.Envelope)
 		if _, ok := p.sentAt[e.Seq]; !ok {
 			p.sentAt[e.Seq] = now
