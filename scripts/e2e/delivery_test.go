@@ -295,12 +295,12 @@ func TestOfflineBacklog(t *testing.T) {
 	r.brokerP.Stop()
 	b := startBurst(t, r.ns)
 	const target = 50000
+	b.addUpTo(t, 200)
+	b.close()
 	waitFor(t, 5*time.Minute, "50,000 events in the outbox", func() (bool, string) {
-		b.addUpTo(t, b.n+5)
 		d := r.agentMetric(t, "fenceline_agent_outbox_depth")
 		return d >= target, fmt.Sprintf("outbox depth %v", d)
 	})
-	b.close()
 	// Back to a normal heartbeat so the chain stops growing by a thousand events a second:
 	// the same agent state, restarted with the example configuration's interval.
 	r.agent.Stop()
