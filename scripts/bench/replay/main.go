@@ -39,6 +39,7 @@ func run() error {
 	ruleset := flag.String("ruleset", "../shared/corpus/nft/user-linux-wireless-router.nft",
 		"ruleset of the device (relative to the repository root)")
 	rateFlag := flag.Float64("rate", 0, "agent uplink.rate (events/s, 0 unbounded)")
+	keep := flag.Bool("keep", false, "keep the working directory (logs) instead of removing it")
 	flag.Parse()
 	if err := lab.CheckHost("mosquitto"); err != nil {
 		return err
@@ -48,7 +49,11 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
+	if *keep {
+		fmt.Println("working directory:", dir)
+	} else {
+		defer os.RemoveAll(dir)
+	}
 	if err := lab.Build(root, dir); err != nil {
 		return err
 	}
