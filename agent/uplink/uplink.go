@@ -33,6 +33,9 @@ type Config struct {
 	Device    string
 	// Batch is how many events one round publishes before waiting for their PUBACKs.
 	Batch int
+	// Window bounds the events published but not yet acknowledged by the aggregator, so
+	// a long backlog does not overrun the aggregator's ingest queue.
+	Window int
 	// Rate bounds publishing, in events per second (0: unbounded), so that a long
 	// backlog replays at a pace the aggregator and the site's uplink can take.
 	Rate float64
@@ -49,7 +52,13 @@ type Config struct {
 
 func (c *Config) setDefaults() {
 	if c.Batch <= 0 {
-		c.Batch = 256
+		c.Batch = 128
+	}
+	if c.Window <= 0 {
+		c.Window = 2 * c.Batch
+	}
+	if c.Batch > c.Window {
+		c.Batch = c.Window
 	}
 	if c.ResendAfter <= 0 {
 		c.ResendAfter = 5 * time.Second
@@ -81,7 +90,7 @@ type Uplink struct {
 	log      *slog.Logger
 	metrics  *Metrics
 	wake     chan struct{}
-	acks     chan event.Ack
+	acks     chan ack
 	diverged chan event.Ack
 	replaced chan struct{}
 	// published is the highest sequence ever published in this run (PUBACK or not):
@@ -105,7 +114,7 @@ func New(cfg Config, ob *outbox.Outbox, metrics *Metrics, log *slog.Logger) *Upl
 		log:      log.With("component", "uplink"),
 		metrics:  metrics,
 		wake:     make(chan struct{}, 1),
-		acks:     make(chan event.Ack, 64),
+		acks:     make(chan ack, 64),
 		diverged: make(chan event.Ack, 1),
 		replaced: make(chan struct{}, 1),
 	}
@@ -240,12 +249,23 @@ func (p *pump) restart(why string) {
 	p.sent, p.lastProgress = p.acked, time.Now()
 }
 
-func (p *pump) onAck(a event.Ack) {
-	u := p.u
+// ack is an ack as received, with the broker's retained flag.
+type ack struct {
+	event.Ack
+	retained bool
+}
+
+func (p *pump) onAck(r ack) {
+	u, a := p.u, r.Ack
 	if a.Seq < p.acked {
-		// TODO: the aggregator lost events it had acknowledged (restored from an older
-		// state); they are gone from the outbox, so this can only be reported.
-		u.log.Warn("aggregator head behind acknowledged sequence", "ack", a.Seq, "acked", p.acked)
+		if r.retained {
+			// The aggregator's standing head is behind what it acknowledged before: it
+			// lost committed events (restored from an older state).
+			// TODO: they are gone from the outbox, so this can only be reported.
+			u.log.Warn("aggregator head behind acknowledged sequence", "ack", a.Seq, "acked", p.acked)
+		} else {
+			u.log.Debug("stale ack", "ack", a.Seq, "acked", p.acked)
+		}
 		return
 	}
 	n, err := u.ob.Ack(a.Seq, a.ID)
@@ -328,7 +348,11 @@ func (p *pump) round(ctx context.Context) {
 func (p *pump) publish(ctx context.Context) (uint64, error) {
 	u := p.u
 	seq := p.sent
-	pending, err := u.ob.Pending(seq, u.cfg.Batch)
+	room := u.cfg.Window - int(p.sent-p.acked)
+	if room <= 0 {
+		return seq, nil // the window is full: wait for acks
+	}
+	pending, err := u.ob.Pending(seq, min(room, u.cfg.Batch))
 	if err != nil || len(pending) == 0 {
 		return seq, err
 	}
@@ -363,8 +387,8 @@ func (p *pump) publish(ctx context.Context) (uint64, error) {
 }
 
 func (u *Uplink) onAck(_ mqtt.Client, m mqtt.Message) {
-	var a event.Ack
-	if err := json.Unmarshal(m.Payload(), &a); err != nil {
+	a := ack{retained: m.Retained()}
+	if err := json.Unmarshal(m.Payload(), &a.Ack); err != nil {
 		u.log.Warn("bad ack", "topic", m.Topic(), "err", err)
 		return
 	}
