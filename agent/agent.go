@@ -128,7 +128,8 @@ func (a *Agent) Run(ctx context.Context) error {
 	return err
 }
 
-// observe reports the starting state, then every change, heartbeat and backstop finding.
+// observe reports the starting state, then every committed generation as its own event,
+// heartbeats, and what the backstop re-read finds.
 func (a *Agent) observe(ctx context.Context) error {
 	if err := a.loadLast(); err != nil {
 		return err
@@ -138,19 +139,25 @@ func (a *Agent) observe(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("watch nftables: %w", err)
 	}
-	rs, gen, err := a.src.Snapshot()
+	tr := newTracker(a.src)
+	rs, gen, err := tr.read()
 	if err != nil {
 		return fmt.Errorf("read nftables: %w", err)
 	}
 	switch {
 	case a.last == nil:
-		if err := a.report(event.Baseline, rs, gen, nil, ""); err != nil {
+		if err := a.report(event.Baseline, rs, gen, nil, "", nil); err != nil {
 			return err
 		}
 	case a.last.Digest != rs.Digest().String():
 		note := fmt.Sprintf("ruleset changed while the agent was not watching (generation %d to %d)",
 			a.last.Generation, gen)
-		if err := a.report(event.Reconcile, rs, gen, nil, note); err != nil {
+		missed := missedGenerations(a.last.Generation, gen)
+		if missed == nil {
+			note = fmt.Sprintf("ruleset changed while the agent was not watching (generation "+
+				"counter restarted: %d, last reported %d)", gen, a.last.Generation)
+		}
+		if err := a.report(event.Reconcile, rs, gen, nil, note, missed); err != nil {
 			return err
 		}
 	default:
@@ -169,7 +176,7 @@ func (a *Agent) observe(ctx context.Context) error {
 			if !ok {
 				return ctx.Err()
 			}
-			if err := a.onNotification(ctx, notes, n); err != nil {
+			if err := a.onNotification(tr, n); err != nil {
 				return err
 			}
 		case ack := <-a.up.Diverged():
@@ -181,60 +188,72 @@ func (a *Agent) observe(ctx context.Context) error {
 				return err
 			}
 		case <-backstop.C:
-			if err := a.recheck("backstop re-read found a change no notification reported"); err != nil {
+			if err := a.recheck(tr); err != nil {
 				return err
 			}
 		}
 	}
 }
 
-// onNotification handles a committed generation. Notifications already queued behind it
-// are folded into the same read, so a burst becomes one event per read, not stale reads.
-func (a *Agent) onNotification(ctx context.Context, notes <-chan nft.Notification, n nft.Notification) error {
-	overrun := n.Overrun
-	committer := &event.Committer{PID: n.PID, Comm: n.Comm}
-	for more := true; more; {
-		select {
-		case m, ok := <-notes:
-			if !ok {
-				return ctx.Err()
-			}
-			overrun = overrun || m.Overrun
-			if m.Comm != "" {
-				committer = &event.Committer{PID: m.PID, Comm: m.Comm}
-			}
-		default:
-			more = false
-		}
+// onNotification turns one committed generation into one change event carrying its
+// committer. The generation's messages are applied to the tracked state; when that is
+// not possible the ruleset is read: if the read lands on exactly that generation the
+// event is the same change event, otherwise the generations in between were not observed
+// one by one and a reconcile event lists them. Lost notifications are reconciled the same
+// way.
+func (a *Agent) onNotification(tr *tracker, n nft.Notification) error {
+	if n.Overrun {
+		a.log.Warn("nftables notifications overran; reconciling with a full read", "err", n.Err)
+		return a.reconcile(tr, "kernel notifications were lost (ENOBUFS or a slow consumer); "+
+			"state reconciled by a full read", true)
 	}
-	if n.Err != nil {
-		a.log.Warn("nftables notification error", "err", n.Err)
+	if n.Gen <= tr.gen {
+		return nil // already part of the state the last read saw
 	}
-	if overrun {
-		a.log.Warn("nftables notifications overran; reconciling with a full read")
-		return a.recheck("kernel notifications overran (ENOBUFS); state reconciled by a full read")
+	c := committer(n)
+	rs, err := tr.apply(n)
+	if err == nil {
+		return a.reportGeneration(rs, n.Gen, c)
 	}
-	rs, gen, err := a.src.Snapshot()
+	if !errors.Is(err, errNeedRead) {
+		a.log.Warn("applying a generation failed; reading in full", "generation", n.Gen, "err", err)
+	} else {
+		a.log.Debug("generation read in full", "generation", n.Gen, "reason", err)
+	}
+	prev := tr.gen
+	rs, gen, err := tr.read()
 	if err != nil {
 		return a.readFailed(err)
 	}
-	if rs.Digest().String() == a.last.Digest {
-		a.log.Debug("generation without ruleset change", "generation", gen, "comm", committer.Comm)
-		return nil
+	if n.Gen == prev+1 && gen == n.Gen {
+		return a.reportGeneration(rs, gen, c)
 	}
-	return a.report(event.Change, rs, gen, committer, "")
+	note := fmt.Sprintf("generations %d to %d were committed before the agent could read "+
+		"generation %d; state reconciled by a full read", prev+1, gen, n.Gen)
+	return a.reconciled(rs, gen, note, missedGenerations(prev, gen), true)
 }
 
-// recheck re-reads the ruleset and reports a reconcile event if it moved.
-func (a *Agent) recheck(note string) error {
-	rs, gen, err := a.src.Snapshot()
-	if err != nil {
-		return a.readFailed(err)
+// recheck is the backstop: it re-reads the ruleset and reports a reconcile event when the
+// state moved without a notification saying so. A read that finds the generation ahead
+// of the tracked one usually races notifications still queued; only when the next
+// backstop finds the tracked generation stuck there are they taken as lost.
+func (a *Agent) recheck(tr *tracker) error {
+	seen := tr.gen
+	if tr.dumps != nil {
+		if d, ok := a.src.(interface{ Generation() (uint32, error) }); ok {
+			gen, err := d.Generation()
+			if err != nil {
+				return a.readFailed(err)
+			}
+			stuck := gen < seen || (tr.backstopGen != 0 && seen < tr.backstopGen)
+			if gen != seen && !stuck {
+				tr.backstopGen = gen
+				return nil // notifications are on their way
+			}
+		}
 	}
-	if rs.Digest().String() == a.last.Digest {
-		return nil
-	}
-	return a.report(event.Reconcile, rs, gen, nil, note)
+	tr.backstopGen = 0
+	return a.reconcile(tr, "backstop re-read found a change no notification reported", false)
 }
 
 // readFailed logs a failed read. A read can fail transiently (a table deleted mid-dump);
@@ -244,13 +263,15 @@ func (a *Agent) readFailed(err error) error {
 	return nil
 }
 
-// report appends one event that moves the reported state to rs.
-func (a *Agent) report(kind event.Kind, rs *ruleset.Ruleset, gen uint32, c *event.Committer, note string) error {
+// report appends one event that moves the reported state to rs. missed lists the
+// generations a reconcile event could not observe one by one.
+func (a *Agent) report(kind event.Kind, rs *ruleset.Ruleset, gen uint32, c *event.Committer,
+	note string, missed []string) error {
 	after := rs.Digest().String()
 	e := &event.Event{
 		V: event.Version, Kind: kind, Tenant: a.id.Tenant, Device: a.id.Device,
 		KeyID: a.signer.KeyID(), Observed: event.FormatTime(a.now()), Source: event.SourceNftables,
-		Generation: gen, After: after, Committer: c, Note: note,
+		Generation: gen, After: after, Committer: c, Note: note, MissedGenerations: missed,
 	}
 	if a.last != nil {
 		e.Before = a.last.Digest
@@ -270,7 +291,7 @@ func (a *Agent) report(kind event.Kind, rs *ruleset.Ruleset, gen uint32, c *even
 	}
 	a.last = next
 	a.log.Info("ruleset event", "kind", kind, "seq", seq, "generation", gen,
-		"changes", len(e.Changes), "digest", after, "comm", commName(c))
+		"changes", len(e.Changes), "digest", after, "comm", commName(c), "missed", missed)
 	return nil
 }
 

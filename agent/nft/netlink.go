@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"sync"
 	"syscall"
 
 	"github.com/mdlayher/netlink"
@@ -17,6 +18,13 @@ const rcvBuf = 4 << 20
 // recvChunk is the read size; the kernel fills dump messages up to 32 KiB when the
 // reader offers that much.
 const recvChunk = 64 << 10
+
+// recvBufs holds receive buffers: a read of a big ruleset makes one request per set,
+// and a fresh 64 KiB buffer for each was most of the allocation.
+var recvBufs = sync.Pool{New: func() any {
+	b := make([]byte, recvChunk)
+	return &b
+}}
 
 // dial opens a netfilter netlink socket in the namespace nsfd refers to (0: current).
 func dial(nsfd int, proto int, buf int) (*netlink.Conn, error) {
@@ -76,7 +84,9 @@ func request(c *netlink.Conn, msgType uint16, family byte, flags netlink.HeaderF
 		return nil, err
 	}
 	dump := flags&netlink.Dump != 0
-	buf := make([]byte, recvChunk)
+	bp := recvBufs.Get().(*[]byte)
+	defer recvBufs.Put(bp)
+	buf := *bp
 	var out [][]byte
 	interrupted := false
 	for {

@@ -25,6 +25,17 @@ type Reader struct {
 	conn   *netlink.Conn // query socket, dialled on first use and after errors
 	closed bool
 	refs   int // users of ns besides the Reader itself: running watches
+	// watchBuf is the receive buffer of notification sockets; 0 means monitorRcvBuf.
+	watchBuf int
+}
+
+// SetWatchBuffer sets the receive buffer of the sockets later Watch calls listen on.
+// The default (32 MiB) carries a 10k-rule load in one commit; a smaller one makes the
+// kernel drop notifications sooner (tests use it to force an overrun).
+func (r *Reader) SetWatchBuffer(bytes int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.watchBuf = bytes
 }
 
 // Open prepares a reader for the named namespace under /var/run/netns, or for the

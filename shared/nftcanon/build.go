@@ -3,6 +3,7 @@ package nftcanon
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/fenceline/fenceline/shared/ruleset"
@@ -24,18 +25,29 @@ type chainKey struct {
 // Build turns a dump into the canonical model. Tables are sorted (ruleset.Sort); chains,
 // rules, sets and objects keep the kernel's order. A rule or element the package cannot
 // render as nft does is kept in a lossless fallback form and counted in Rule.Undecoded.
-func Build(d *Dump) (*ruleset.Ruleset, error) {
+func Build(d *Dump) (*ruleset.Ruleset, error) { return build(d, nil) }
+
+// BuildCached is Build for successive states of one ruleset: rules that c has rendered
+// before are not rendered again. A committed rule never changes (replacing it gives it a
+// new handle, and handles are not reused within a table), so a rule is known by its
+// table's and its own handle, checked against a hash of its message.
+func BuildCached(d *Dump, c *Cache) (*ruleset.Ruleset, error) { return build(d, c) }
+
+func build(d *Dump, cache *Cache) (*ruleset.Ruleset, error) {
 	rs := &ruleset.Ruleset{}
 	e := &env{ifnames: d.Ifnames}
 	tables := map[tableKey]*ruleset.Table{}
+	tableHandles := map[tableKey]uint64{}
 	for _, m := range d.Tables {
-		t, err := parseTable(m)
+		t, h, err := parseTable(m)
 		if err != nil {
 			return nil, err
 		}
 		tables[tableKey{m.Family(), t.Name}] = t
+		tableHandles[tableKey{m.Family(), t.Name}] = h
 		rs.Tables = append(rs.Tables, t)
 	}
+	cache.begin(d.Ifnames)
 	table := func(fam byte, name string) (*ruleset.Table, error) {
 		t, ok := tables[tableKey{fam, name}]
 		if !ok {
@@ -114,11 +126,18 @@ func Build(d *Dump) (*ruleset.Ruleset, error) {
 	}
 
 	for _, m := range d.Rules {
-		r, err := e.rule(m, func(table string) map[string]*setInfo {
-			return sets[tableKey{m.Family(), table}]
+		r, err := cache.rule(m, tableHandles, func() (ruleOut, error) {
+			return e.rule(m, func(table string) map[string]*setInfo {
+				return sets[tableKey{m.Family(), table}]
+			})
 		})
 		if err != nil {
 			return nil, err
+		}
+		for _, name := range r.dynTargets {
+			if s := sets[tableKey{m.Family(), r.table}][name]; s != nil {
+				s.dynTarget = true
+			}
 		}
 		c, ok := chains[chainKey{m.Family(), r.table, r.chain}]
 		if !ok {
@@ -128,6 +147,7 @@ func Build(d *Dump) (*ruleset.Ruleset, error) {
 		c.Rules = append(c.Rules, &ruleset.Rule{Text: r.text, Handle: r.handle, Undecoded: r.undecoded})
 	}
 
+	cache.end()
 	inlineBindings(rs, chains, bindings)
 
 	// Named sets come last: whether a set is dynamic depends on the rules that update it.
@@ -145,13 +165,13 @@ func Build(d *Dump) (*ruleset.Ruleset, error) {
 	return rs, nil
 }
 
-func parseTable(m Msg) (*ruleset.Table, error) {
+func parseTable(m Msg) (*ruleset.Table, uint64, error) {
 	if len(m) < 4 {
-		return nil, fmt.Errorf("%w: short table message", ErrMalformed)
+		return nil, 0, fmt.Errorf("%w: short table message", ErrMalformed)
 	}
 	a, err := parseAttrs(m[4:])
 	if err != nil {
-		return nil, fmt.Errorf("%w: table: %v", ErrMalformed, err)
+		return nil, 0, fmt.Errorf("%w: table: %v", ErrMalformed, err)
 	}
 	t := &ruleset.Table{Family: FamilyName(m.Family()), Name: a.str(nftaTableName)}
 	fl := a.u32(nftaTableFlags)
@@ -166,7 +186,7 @@ func parseTable(m Msg) (*ruleset.Table, error) {
 	if u, ok := a.lookup(nftaTableUserdata); ok {
 		t.Comment, _ = parseUdata(u).str(udataTableComment)
 	}
-	return t, nil
+	return t, a.u64(nftaTableHandle), nil
 }
 
 // Hook numbers per family.
@@ -257,6 +277,8 @@ func parseChain(m Msg) (table string, c *ruleset.Chain, binding bool, err error)
 		} else if dev, ok := h.lookup(nftaHookDev); ok {
 			c.Devices = append(c.Devices, cstr(dev))
 		}
+		// The kernel lists devices in hash order; nft prints them sorted.
+		slices.Sort(c.Devices)
 		if a.has(nftaChainPolicy) {
 			c.Policy = "drop"
 			if a.u32(nftaChainPolicy) == verdictAccept {
@@ -331,6 +353,7 @@ func parseFlowtable(m Msg) (string, *ruleset.Flowtable, error) {
 			for _, d := range list {
 				f.Devices = append(f.Devices, cstr(d.data))
 			}
+			slices.Sort(f.Devices)
 		}
 	}
 	fl := a.u32(nftaFlowtableFlags)

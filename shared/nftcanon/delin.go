@@ -14,6 +14,8 @@ type delin struct {
 	regs      map[uint32]node
 	stmts     []stmt
 	undecoded int
+	// dynTargets names the sets this rule's add/update statements fill.
+	dynTargets []string
 }
 
 func (d *delin) put(r uint32, n node) { d.regs[reg32(r)] = n }
@@ -317,6 +319,11 @@ func (d *delin) expr(e rawExpr) {
 			d.emit(&exthdrSetS{dst: xn, src: d.get(x.SourceRegister, int(x.Len))})
 			return
 		}
+		if !a.has(exthdrDreg) {
+			// Neither loads nor stores: `reset tcp option` (NFT_EXTHDR_F_... reset).
+			d.emit(&exthdrResetS{x: xn})
+			return
+		}
 		d.put(x.DestRegister, xn)
 	case "rt":
 		d.put(a.u32(1), &rtN{key: a.u32(2)})
@@ -524,6 +531,7 @@ func (d *delin) dynset(e rawExpr) {
 	a := e.a
 	set := d.setByName(a.str(1))
 	set.dynTarget = true
+	d.dynTargets = append(d.dynTargets, set.name)
 	s := &dynsetS{op: a.u32(3), set: set, key: d.get(a.u32(4), int(set.keyLen))}
 	if a.has(5) {
 		s.data = d.get(a.u32(5), int(set.dataLen))

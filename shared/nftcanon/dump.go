@@ -35,6 +35,8 @@ type Dump struct {
 	// Ifnames maps interface indexes of the namespace to names (`iif "lo"`). nft prints
 	// an index it cannot resolve as a number, and so does Build.
 	Ifnames map[uint32]string `json:"ifnames,omitempty"`
+
+	idx *dumpIndex // built by Apply
 }
 
 // SetRef names a set in a Dump.

@@ -1,5 +1,7 @@
 package nftcanon
 
+import "strings"
+
 // exthdrDesc describes an extension header, TCP option or IP option.
 type exthdrDesc struct {
 	name   string
@@ -27,14 +29,50 @@ var (
 		3: {"window", []field{{"kind", 0, 8, dtInteger}, {"length", 8, 8, dtInteger},
 			{"count", 16, 8, dtInteger}}},
 		4: {"sack-perm", []field{{"kind", 0, 8, dtInteger}, {"length", 8, 8, dtInteger}}},
+		// A SACK option carries up to four blocks; nft names the first `sack` and the
+		// others `sack1` to `sack3`.
 		5: {"sack", []field{{"kind", 0, 8, dtInteger}, {"length", 8, 8, dtInteger},
-			{"left", 16, 32, dtInteger}, {"right", 48, 32, dtInteger}}},
+			{"left", 16, 32, dtInteger}, {"right", 48, 32, dtInteger},
+			{"sack1 left", 80, 32, dtInteger}, {"sack1 right", 112, 32, dtInteger},
+			{"sack2 left", 144, 32, dtInteger}, {"sack2 right", 176, 32, dtInteger},
+			{"sack3 left", 208, 32, dtInteger}, {"sack3 right", 240, 32, dtInteger}}},
 		8: {"timestamp", []field{{"kind", 0, 8, dtInteger}, {"length", 8, 8, dtInteger},
 			{"tsval", 16, 32, dtInteger}, {"tsecr", 48, 32, dtInteger}}},
 		19: {"md5sig", []field{{"kind", 0, 8, dtInteger}, {"length", 8, 8, dtInteger}}},
 		30: {"mptcp", []field{{"kind", 0, 8, dtInteger}, {"length", 8, 8, dtInteger},
 			{"subtype", 16, 4, dtInteger}}},
 		34: {"fastopen", []field{{"kind", 0, 8, dtInteger}, {"length", 8, 8, dtInteger}}},
+	}
+	// srhDesc is the IPv6 segment routing header (routing type 4): nft names loads
+	// from a routing header that only fit its layout after it.
+	srhDesc = &exthdrDesc{"srh", []field{{"last-entry", 32, 8, dtInteger},
+		{"flags", 40, 8, dtInteger}, {"tag", 48, 16, dtInteger},
+		{"sid[1]", 64, 128, dtIPv6}, {"sid[2]", 192, 128, dtIPv6}}}
+	// sctpChunks are the SCTP chunk types nft 1.0.6 knows (RFC 4960, 3758, 5061) with
+	// their fields; every chunk starts with type, flags and length.
+	sctpChunks = map[uint32]*exthdrDesc{
+		0: sctpChunk("data", field{"tsn", 32, 32, dtInteger},
+			field{"stream", 64, 16, dtInteger}, field{"ssn", 80, 16, dtInteger},
+			field{"ppid", 96, 32, dtInteger}),
+		1: sctpChunk("init", sctpInitFields...),
+		2: sctpChunk("init-ack", sctpInitFields...),
+		3: sctpChunk("sack", field{"cum-tsn-ack", 32, 32, dtInteger},
+			field{"a-rwnd", 64, 32, dtInteger}, field{"num-gap-ack-blocks", 96, 16, dtInteger},
+			field{"num-dup-tsns", 112, 16, dtInteger}),
+		4:   sctpChunk("heartbeat"),
+		5:   sctpChunk("heartbeat-ack"),
+		6:   sctpChunk("abort"),
+		7:   sctpChunk("shutdown", field{"cum-tsn-ack", 32, 32, dtInteger}),
+		8:   sctpChunk("shutdown-ack"),
+		9:   sctpChunk("error"),
+		10:  sctpChunk("cookie-echo"),
+		11:  sctpChunk("cookie-ack"),
+		12:  sctpChunk("ecne", field{"lowest-tsn", 32, 32, dtInteger}),
+		13:  sctpChunk("cwr", field{"lowest-tsn", 32, 32, dtInteger}),
+		14:  sctpChunk("shutdown-complete"),
+		128: sctpChunk("asconf-ack", field{"seqno", 32, 32, dtInteger}),
+		192: sctpChunk("forward-tsn", field{"new-cum-tsn", 32, 32, dtInteger}),
+		193: sctpChunk("asconf", field{"seqno", 32, 32, dtInteger}),
 	}
 	ipOptions = map[uint32]*exthdrDesc{
 		131: {"lsrr", []field{{"type", 0, 8, dtInteger}, {"length", 8, 8, dtInteger},
@@ -48,14 +86,40 @@ var (
 	}
 )
 
+var sctpInitFields = []field{{"init-tag", 32, 32, dtInteger}, {"a-rwnd", 64, 32, dtInteger},
+	{"num-outbound-streams", 96, 16, dtInteger}, {"num-inbound-streams", 112, 16, dtInteger},
+	{"initial-tsn", 128, 32, dtInteger}}
+
+func sctpChunk(name string, fields ...field) *exthdrDesc {
+	common := []field{{"type", 0, 8, dtInteger}, {"flags", 8, 8, dtInteger},
+		{"length", 16, 16, dtInteger}}
+	return &exthdrDesc{name, append(common, fields...)}
+}
+
+// Extension header operations (NFTA_EXTHDR_OP).
+const (
+	exthdrOpIPv6   = 0
+	exthdrOpTCPOpt = 1
+	exthdrOpIPv4   = 2
+	exthdrOpSCTP   = 3
+)
+
 func exthdrDescOf(n *exthdrN) *exthdrDesc {
 	switch n.op {
-	case 0:
+	case exthdrOpIPv6:
+		if n.typ == 43 && n.f == nil && !n.present {
+			if d := ip6Exthdrs[43]; findExthdrField(d, n.off, n.bits) == nil &&
+				findExthdrField(srhDesc, n.off, n.bits) != nil {
+				return srhDesc
+			}
+		}
 		return ip6Exthdrs[n.typ]
-	case 1:
+	case exthdrOpTCPOpt:
 		return tcpOptions[n.typ]
-	case 2:
+	case exthdrOpIPv4:
 		return ipOptions[n.typ]
+	case exthdrOpSCTP:
+		return sctpChunks[n.typ]
 	}
 	return nil
 }
@@ -68,8 +132,13 @@ func exthdrField(n *exthdrN) *field {
 	if d == nil {
 		return nil
 	}
+	return findExthdrField(d, n.off, n.bits)
+}
+
+// findExthdrField returns the field at off whose whole bytes are bits long.
+func findExthdrField(d *exthdrDesc, off, bits int) *field {
 	for i := range d.fields {
-		if d.fields[i].off == n.off && (d.fields[i].bits+7)/8*8 == n.bits {
+		if d.fields[i].off == off && (d.fields[i].bits+7)/8*8 == bits {
 			return &d.fields[i]
 		}
 	}
@@ -94,7 +163,18 @@ func exthdrText(n *exthdrN) string {
 		return prefix + d.name
 	}
 	if f := exthdrField(n); f != nil {
+		if strings.Contains(f.name, " ") { // "sack1 left" names its block itself
+			return prefix + f.name
+		}
 		return prefix + d.name + " " + f.name
 	}
 	return prefix + "@" + d.name + "," + itoa(uint64(n.off)) + "," + itoa(uint64(n.bits))
+}
+
+// exthdrResetText prints `reset tcp option NAME`: the option is overwritten with NOPs.
+func exthdrResetText(n *exthdrN) string {
+	if d := exthdrDescOf(n); d != nil && n.op == exthdrOpTCPOpt {
+		return "reset tcp option " + d.name
+	}
+	return "reset tcp option " + itoa(uint64(n.typ))
 }

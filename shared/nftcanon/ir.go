@@ -258,5 +258,8 @@ type exthdrSetS struct {
 	src node
 }
 
+// exthdrResetS is `reset tcp option NAME`.
+type exthdrResetS struct{ x *exthdrN }
+
 // rawS is a statement kept in the lossless fallback form.
 type rawS struct{ text string }

@@ -12,9 +12,10 @@ import (
 type post struct {
 	d   *delin
 	ctx [3]*proto // current protocol per payload base
-	// vlan is set after `ether type vlan`: link-layer loads past the ethernet header
-	// belong to the VLAN header.
-	vlan bool
+	// vlan counts the VLAN headers selected so far (`ether type 8021q`, then
+	// `vlan type 8021q` for a stacked tag): link-layer loads past the ethernet header
+	// belong to them.
+	vlan int
 	// dep holds, per payload base, the protocol match that selected the protocol at
 	// that base, until a use of that protocol's header makes it redundant; depVlan is
 	// the `ether type vlan` match.
@@ -149,7 +150,10 @@ func (p *post) protoAt(base, off int) *proto {
 		return nil // inner headers: nft 1.0.6 prints them raw
 	}
 	pr := p.ctx[base]
-	if base == baseLL && p.vlan && off >= protoVlan.hdrOff {
+	if base == baseLL && p.vlan >= 2 && off >= protoVlan2.hdrOff {
+		return protoVlan2
+	}
+	if base == baseLL && p.vlan >= 1 && off >= protoVlan.hdrOff {
 		return protoVlan
 	}
 	if pr == nil && base == baseTH {
@@ -208,6 +212,9 @@ func (p *post) kill(base int, pr *proto) {
 	if pr == protoTH {
 		return
 	}
+	if pr == protoVlan2 {
+		return // the inner tag's selector is the user's `vlan type 8021q`
+	}
 	if pr == protoVlan {
 		if p.depVlan != nil {
 			p.depVlan.killed = true
@@ -238,12 +245,15 @@ func (p *post) rel(r *relS) []stmt {
 	// The type field of a VLAN header is a protocol selector stacked on another
 	// link-layer selector; it does not make `ether type 8021q` redundant.
 	kill := true
-	if pl, ok := r.left.(*payloadN); ok && pl.base == baseLL && p.vlan &&
-		pl.off == protoVlan.hdrOff+16 {
+	if pl, ok := r.left.(*payloadN); ok && pl.base == baseLL && p.vlan > 0 &&
+		(pl.off == protoVlan.hdrOff+16 || pl.off == protoVlan2.hdrOff+16) {
 		kill = false
 	}
 	r.left = p.resolve(r.left, kill)
 	if pl, ok := r.left.(*payloadN); ok && (pl.p == protoICMP || pl.p == protoICMP6) {
+		if split := p.icmpEcho(r, pl); split != nil {
+			return split
+		}
 		p.icmpField(pl)
 	}
 	if split := p.expand(r); split != nil {
@@ -266,12 +276,39 @@ var icmpFields = map[*proto]map[uint64]string{
 		131: "max-delay", 132: "max-delay"},
 }
 
+// icmpEcho splits a 32-bit load of the second ICMP word, after a match on a set of
+// message types, into the echo fields `id` and `sequence`: nft merges `icmp id 1 icmp
+// sequence 2` into one load and adds `icmp type { echo-reply, echo-request }` for it.
+func (p *post) icmpEcho(r *relS, pl *payloadN) []stmt {
+	t := p.icmpType
+	v, ok := r.right.(valR)
+	if t == nil || !ok || (r.op != relEq && r.op != relNeq) || pl.bits != 32 ||
+		pl.off-pl.p.hdrOff != 32 || len(v.v) != 4 {
+		return nil
+	}
+	if _, isSet := t.right.(setR); !isSet {
+		return nil
+	}
+	p.icmpType = nil
+	var out []stmt
+	for i, name := range []string{"id", "sequence"} {
+		f := pl.p.field(name)
+		out = append(out, &relS{op: r.op, right: valR{v: v.v[2*i : 2*i+2]},
+			left: &payloadN{base: pl.base, off: pl.off + 16*i, bits: 16, p: pl.p, f: f,
+				ctxp: pl.p}})
+	}
+	return out
+}
+
 func (p *post) icmpField(pl *payloadN) {
 	off := pl.off - pl.p.hdrOff
 	if off < 32 || p.icmpType == nil || p.icmpType.killed {
 		return
 	}
 	t := p.icmpType
+	if _, ok := t.right.(valR); !ok {
+		return
+	}
 	p.icmpType = nil
 	name, ok := icmpFields[pl.p][value{b: t.right.(valR).v}.uint()]
 	if !ok {
@@ -292,6 +329,12 @@ func (p *post) icmpField(pl *payloadN) {
 
 // protocolMatch updates the protocol context when r selects the next header's protocol.
 func (p *post) protocolMatch(r *relS) {
+	if pl, ok := r.left.(*payloadN); ok && pl.f != nil && pl.f.name == "type" &&
+		(pl.p == protoICMP || pl.p == protoICMP6) && r.op == relImplicit {
+		if _, isSet := r.right.(setR); isSet {
+			p.icmpType = r
+		}
+	}
 	v, ok := r.right.(valR)
 	if !ok || r.op != relEq {
 		return
@@ -332,10 +375,16 @@ func (p *post) protocolMatch(r *relS) {
 		}
 		val := value{b: v.v}.uint()
 		switch l.p {
-		case protoEther, protoVlan:
+		case protoEther, protoVlan, protoVlan2:
 			if val == 0x8100 || val == 0x88a8 {
-				p.vlan = true
-				if val == 0x8100 { // nft's own dependency; 802.1ad is always explicit
+				if l.p == protoEther {
+					p.vlan = 1
+				} else {
+					p.vlan = 2
+				}
+				// nft's own dependency is `ether type 8021q`; 802.1ad and the type of an
+				// inner tag are always the user's.
+				if val == 0x8100 && l.p == protoEther {
 					p.setDep(r, vlanBase)
 				}
 				return
@@ -421,7 +470,11 @@ func (p *post) foldMask(b *binopN, kill bool) node {
 		return nil
 	}
 	if x, ok := b.left.(*exthdrN); ok {
-		return foldExthdr(x, b.right.b)
+		f := foldExthdr(x, b.right.b)
+		if f != nil {
+			p.resolve(f, kill) // the IPv6 dependency, as for a whole-byte field
+		}
+		return f
 	}
 	pl, ok := b.left.(*payloadN)
 	if !ok || pl.f != nil || len(b.right.b)*8 != pl.bits {

@@ -70,6 +70,8 @@ func (p *printer) stmt(s stmt) string {
 	case *exthdrSetS:
 		dt, o, b := p.d.typeOf(s.dst)
 		return p.expr(s.dst) + " set " + p.valueOf(s.src, dt, o, b)
+	case *exthdrResetS:
+		return exthdrResetText(s.x)
 	case *queueS:
 		return p.queue(s)
 	case *dupS:

@@ -53,6 +53,9 @@ var (
 	protoVlan = &proto{name: "vlan", base: baseLL, hdrOff: 112, next: "type", fields: []field{
 		{"pcp", 0, 3, dtInteger}, {"dei", 3, 1, dtInteger}, {"cfi", 3, 1, dtInteger},
 		{"id", 4, 12, dtInteger}, {"type", 16, 16, dtEthType}}}
+	// protoVlan2 is a second, stacked VLAN tag (802.1ad outer tag, 802.1Q inner tag).
+	protoVlan2 = &proto{name: "vlan", base: baseLL, hdrOff: 144, next: "type",
+		fields: protoVlan.fields}
 	protoARP = &proto{name: "arp", base: baseNH, fields: []field{
 		{"htype", 0, 16, dtInteger}, {"ptype", 16, 16, dtEthType}, {"hlen", 32, 8, dtInteger},
 		{"plen", 40, 8, dtInteger}, {"operation", 48, 16, dtARPOp},
@@ -117,6 +120,7 @@ func init() {
 		0x8100: protoVlan, 0x88a8: protoVlan}
 	protoEther.upper = l3
 	protoVlan.upper = l3
+	protoVlan2.upper = l3
 	l4 := map[uint64]*proto{6: protoTCP, 17: protoUDP, 136: protoUDPLite, 1: protoICMP,
 		2: protoIGMP, 132: protoSCTP, 33: protoDCCP, 51: protoAH, 50: protoESP, 108: protoComp}
 	protoIP.upper = l4

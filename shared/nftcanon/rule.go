@@ -13,6 +13,7 @@ type ruleOut struct {
 	handle       uint64
 	text         string
 	undecoded    int
+	dynTargets   []string // sets the rule's add/update statements fill
 }
 
 // rule renders one rule message. sets returns the sets of a table by name.
@@ -58,7 +59,7 @@ func (e *env) rule(m Msg, sets func(table string) map[string]*setInfo) (ruleOut,
 			text += `comment "` + c + `"`
 		}
 	}
-	r.text, r.undecoded = text, d.undecoded
+	r.text, r.undecoded, r.dynTargets = text, d.undecoded, d.dynTargets
 	return r, nil
 }
 

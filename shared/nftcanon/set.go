@@ -382,11 +382,32 @@ func hasKeyEnds(els []elem) bool {
 // sortBytes is the element's key as one big-endian number, as nft sorts them: keys in
 // host order (and concatenations, whose components nft imports as one host-order
 // number) compare from their last byte.
+//
+// A flag value with several bits set (`fin | psh | ack`) is an OR of flags to nft, which
+// sorts it by its first flag, the lowest bit; values with the same lowest bit keep the
+// kernel's order in nft's listing, which depends on the set's hash. The model breaks such
+// ties by value instead, so that its text does not change with the kernel's hash order.
 func sortBytes(parts []part, b []byte) []byte {
+	if len(parts) == 1 && parts[0].dt.kind == kBitmask {
+		v := value{b: b, order: parts[0].order}.be()
+		return append(lowestBit(v), v...)
+	}
 	if len(parts) == 1 && parts[0].order != hostOrder {
 		return b
 	}
 	return value{b: b, order: hostOrder}.be()
+}
+
+// lowestBit returns the big-endian value with only the lowest set bit of v.
+func lowestBit(v []byte) []byte {
+	out := make([]byte, len(v))
+	for i := len(v) - 1; i >= 0; i-- {
+		if v[i] != 0 {
+			out[i] = v[i] & -v[i]
+			break
+		}
+	}
+	return out
 }
 
 // elemSuffix prints what follows an element's key: its statements, timeout, comment and
@@ -409,7 +430,14 @@ func (e *env) elemSuffix(s *setInfo, el elem, dataParts []part) string {
 		sb.WriteString(` : "` + el.objref + `"`)
 	case s.isMap() && el.data != nil && s.dataInterval:
 		half := len(el.data) / 2
-		sb.WriteString(" : " + e.formatRangeParts(dataParts, el.data[:half], el.data[half:]))
+		lo, hi := el.data[:half], el.data[half:]
+		if len(dataParts) == 1 && dataParts[0].dt.prefix && bytes.Equal(lo, hi) {
+			// A single address as an interval is a full-length prefix to nft.
+			sb.WriteString(" : " + e.formatPart(dataParts[0], lo, false) + "/" +
+				itoa(uint64(len(lo)*8)))
+			break
+		}
+		sb.WriteString(" : " + e.formatRangeParts(dataParts, lo, hi))
 	case s.isMap() && el.data != nil:
 		sb.WriteString(" : " + e.formatParts(dataParts, el.data))
 	}

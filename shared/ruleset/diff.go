@@ -11,15 +11,18 @@ type ChangeKind string
 // every rule, set and element that came or went with it, so a consumer that looks only
 // at rules sees every rule that changed.
 const (
-	TableAdded       ChangeKind = "table_added"
-	TableRemoved     ChangeKind = "table_removed"
-	TableChanged     ChangeKind = "table_changed" // flags or comment
-	ChainAdded       ChangeKind = "chain_added"
-	ChainRemoved     ChangeKind = "chain_removed"
-	ChainPolicy      ChangeKind = "chain_policy"  // only the base-chain policy changed
-	ChainChanged     ChangeKind = "chain_changed" // type, hook, priority, devices or comment
-	RuleAdded        ChangeKind = "rule_added"
-	RuleRemoved      ChangeKind = "rule_removed"
+	TableAdded   ChangeKind = "table_added"
+	TableRemoved ChangeKind = "table_removed"
+	TableChanged ChangeKind = "table_changed" // flags or comment
+	ChainAdded   ChangeKind = "chain_added"
+	ChainRemoved ChangeKind = "chain_removed"
+	ChainPolicy  ChangeKind = "chain_policy"  // only the base-chain policy changed
+	ChainChanged ChangeKind = "chain_changed" // type, hook, priority, devices or comment
+	RuleAdded    ChangeKind = "rule_added"
+	RuleRemoved  ChangeKind = "rule_removed"
+	// RuleMoved is a rule whose text is unchanged at a new place in its chain: Position is
+	// the new one, FromPosition the old one.
+	RuleMoved        ChangeKind = "rule_moved"
 	SetAdded         ChangeKind = "set_added"
 	SetRemoved       ChangeKind = "set_removed"
 	SetChanged       ChangeKind = "set_changed" // declaration (type, flags, timeout …)
@@ -34,22 +37,25 @@ const (
 )
 
 // Change is one difference. Which fields are set depends on Kind: Chain for chain and
-// rule changes, Position and Rule for rule changes, Set and Element for set changes,
-// Object for object changes, Before and After for declarations that changed.
+// rule changes, Position and Rule for rule changes (and FromPosition for a move), Set and
+// Element for set changes, Object for object changes, Before and After for declarations
+// that changed.
 type Change struct {
 	Kind   ChangeKind `json:"kind"`
 	Family string     `json:"family"`
 	Table  string     `json:"table"`
 	Chain  string     `json:"chain,omitempty"`
 	// Position is the rule's 1-based position in its chain: in the new ruleset for an
-	// added rule, in the old one for a removed rule.
-	Position int    `json:"position,omitempty"`
-	Rule     string `json:"rule,omitempty"`
-	Set      string `json:"set,omitempty"`
-	Element  string `json:"element,omitempty"`
-	Object   string `json:"object,omitempty"` // "type name", e.g. "counter http"
-	Before   string `json:"before,omitempty"`
-	After    string `json:"after,omitempty"`
+	// added or moved rule, in the old one for a removed rule.
+	Position int `json:"position,omitempty"`
+	// FromPosition is a moved rule's 1-based position in the old ruleset.
+	FromPosition int    `json:"from_position,omitempty"`
+	Rule         string `json:"rule,omitempty"`
+	Set          string `json:"set,omitempty"`
+	Element      string `json:"element,omitempty"`
+	Object       string `json:"object,omitempty"` // "type name", e.g. "counter http"
+	Before       string `json:"before,omitempty"`
+	After        string `json:"after,omitempty"`
 }
 
 // Diff returns the changes that turn old into new, in a deterministic order: tables by
@@ -342,13 +348,23 @@ func diffChain(out []Change, base Change, o, n *Chain) []Change {
 	if n != nil {
 		newRules = ruleTexts(n.Rules)
 	}
-	for _, e := range DiffSequence(oldRules, newRules) {
+	edits := DiffSequence(oldRules, newRules)
+	moves := pairMoves(edits, oldRules, newRules)
+	for i, e := range edits {
 		c := base
-		if e.Added {
+		switch {
+		case moves[i] == movedAway:
+			continue // reported where the rule landed
+		case e.Added && moves[i] >= 0:
+			c.Kind = RuleMoved
+			c.Position = e.NewIndex + 1
+			c.FromPosition = moves[i] + 1
+			c.Rule = newRules[e.NewIndex]
+		case e.Added:
 			c.Kind = RuleAdded
 			c.Position = e.NewIndex + 1
 			c.Rule = newRules[e.NewIndex]
-		} else {
+		default:
 			c.Kind = RuleRemoved
 			c.Position = e.OldIndex + 1
 			c.Rule = oldRules[e.OldIndex]
@@ -359,6 +375,38 @@ func diffChain(out []Change, base Change, o, n *Chain) []Change {
 		c := base
 		c.Kind, c.Before = ChainRemoved, o.Header()
 		out = append(out, c)
+	}
+	return out
+}
+
+// movedAway marks a removal that pairMoves matched with an addition.
+const movedAway = -2
+
+// pairMoves matches removed and added rules of equal text, in order of position: such a
+// pair is one rule that moved. For each edit it returns the old index of the rule an
+// addition moved from, movedAway for a removal that is part of a move, or -1.
+func pairMoves(edits []Edit, oldRules, newRules []string) []int {
+	out := make([]int, len(edits))
+	removed := map[string][]int{} // text -> edit indexes of its removals, in order
+	for i, e := range edits {
+		out[i] = -1
+		if !e.Added {
+			removed[oldRules[e.OldIndex]] = append(removed[oldRules[e.OldIndex]], i)
+		}
+	}
+	if len(removed) == 0 {
+		return out
+	}
+	for i, e := range edits {
+		if !e.Added {
+			continue
+		}
+		text := newRules[e.NewIndex]
+		if r := removed[text]; len(r) > 0 {
+			out[i] = edits[r[0]].OldIndex
+			out[r[0]] = movedAway
+			removed[text] = r[1:]
+		}
 	}
 	return out
 }

@@ -30,6 +30,13 @@ func ruleChange(kind ChangeKind, pos int, rule string) Change {
 	return c
 }
 
+// moved is a rule_moved change in inet filter input.
+func moved(pos, from int, rule string) Change {
+	c := ruleChange(RuleMoved, pos, rule)
+	c.FromPosition = from
+	return c
+}
+
 func formatChanges(cs []Change) string {
 	var b strings.Builder
 	for _, c := range cs {
@@ -113,7 +120,18 @@ func TestDiff(t *testing.T) {
 		{"rule replaced", inputChain("a", "b", "c"), inputChain("a", "y", "c"),
 			[]Change{ruleChange(RuleRemoved, 2, "b"), ruleChange(RuleAdded, 2, "y")}},
 		{"rule moved to the top", inputChain("a", "b", "c"), inputChain("c", "a", "b"),
-			[]Change{ruleChange(RuleAdded, 1, "c"), ruleChange(RuleRemoved, 3, "c")}},
+			[]Change{moved(1, 3, "c")}},
+		{"rule moved down", inputChain("a", "b", "c", "d"), inputChain("b", "c", "a", "d"),
+			[]Change{moved(3, 1, "a")}},
+		{"rule moved and another added", inputChain("a", "b", "c"),
+			inputChain("c", "a", "x", "b"),
+			[]Change{moved(1, 3, "c"), ruleChange(RuleAdded, 3, "x")}},
+		{"two rules swapped", inputChain("a", "b"), inputChain("b", "a"),
+			[]Change{moved(2, 1, "a")}},
+		{"duplicate rule removed is no move", inputChain("a", "b", "a"), inputChain("a", "b"),
+			[]Change{ruleChange(RuleRemoved, 3, "a")}},
+		{"rule edited in place is no move", inputChain("a", "b"), inputChain("a", "b2"),
+			[]Change{ruleChange(RuleRemoved, 2, "b"), ruleChange(RuleAdded, 2, "b2")}},
 		{"duplicate rule added", inputChain("counter", "a"), inputChain("counter", "counter", "a"),
 			[]Change{ruleChange(RuleAdded, 2, "counter")}},
 		{"handles differ", inputChain("a", "b"),
@@ -448,6 +466,18 @@ func checkRuleChanges(t *testing.T, old, new *Ruleset, changes []Change) {
 	removed, added := map[ChainRef]map[int]bool{}, map[ChainRef]map[int]bool{}
 	for _, c := range changes {
 		ref := ChainRef{c.Family, c.Table, c.Chain}
+		if c.Kind == RuleMoved {
+			// A move is a removal from FromPosition and an addition at Position.
+			if c.FromPosition < 1 || c.FromPosition > len(oldR[ref]) ||
+				oldR[ref][c.FromPosition-1] != c.Rule {
+				t.Fatalf("%+v does not name a rule of the old %s", c, ref)
+			}
+			if removed[ref] == nil {
+				removed[ref] = map[int]bool{}
+			}
+			removed[ref][c.FromPosition-1] = true
+			c.Kind = RuleAdded
+		}
 		switch c.Kind {
 		case RuleAdded:
 			if c.Position < 1 || c.Position > len(newR[ref]) || newR[ref][c.Position-1] != c.Rule {

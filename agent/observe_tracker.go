@@ -1,0 +1,140 @@
+package agent
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/fenceline/fenceline/agent/nft"
+	"github.com/fenceline/fenceline/shared/event"
+	"github.com/fenceline/fenceline/shared/nftcanon"
+	"github.com/fenceline/fenceline/shared/ruleset"
+)
+
+// dumpSource is a Source that also hands out the raw kernel state (agent/nft's Reader
+// does): the agent then applies each generation's notified messages to it instead of
+// reading the whole ruleset for every generation.
+type dumpSource interface {
+	ReadDump() (*nftcanon.Dump, uint32, error)
+}
+
+// tracker follows the ruleset generation by generation. It holds the state of the last
+// generation it saw (read in full, or derived by applying notifications), which may be
+// ahead of what the agent last reported: generations that change nothing the model
+// covers (counter resets, elements of dynamic sets) produce no event.
+type tracker struct {
+	src   Source
+	dumps dumpSource // nil: every generation is read in full
+	dump  *nftcanon.Dump
+	cache *nftcanon.Cache
+	gen   uint32
+	rs    *ruleset.Ruleset
+	// backstopGen is the generation a backstop read found ahead of gen, waiting for its
+	// notifications to arrive (see backstop).
+	backstopGen uint32
+	applied     int // generations applied from notifications, for tests and logs
+}
+
+func newTracker(src Source) *tracker {
+	t := &tracker{src: src, cache: nftcanon.NewCache()}
+	t.dumps, _ = src.(dumpSource)
+	return t
+}
+
+// read reads the whole ruleset and makes it the tracked state.
+func (t *tracker) read() (*ruleset.Ruleset, uint32, error) {
+	if t.dumps == nil {
+		rs, gen, err := t.src.Snapshot()
+		if err != nil {
+			return nil, 0, err
+		}
+		t.rs, t.gen = rs, gen
+		return rs, gen, nil
+	}
+	d, gen, err := t.dumps.ReadDump()
+	if err != nil {
+		return nil, 0, err
+	}
+	rs, err := nftcanon.BuildCached(d, t.cache)
+	if err != nil {
+		return nil, 0, fmt.Errorf("canonicalize: %w", err)
+	}
+	t.dump, t.rs, t.gen = d, rs, gen
+	return rs, gen, nil
+}
+
+// errNeedRead says a notification cannot be applied and the ruleset must be read.
+var errNeedRead = errors.New("generation needs a full read")
+
+// apply derives the state of generation n from the tracked one and n's messages. It
+// returns errNeedRead when that is not possible with certainty (no raw state, messages
+// missing, the generation does not follow the tracked one, an update the dump cannot
+// take); the tracked state is then stale and the caller reads in full.
+func (t *tracker) apply(n nft.Notification) (*ruleset.Ruleset, error) {
+	if t.dump == nil || !n.Complete || n.Overrun || n.Gen != t.gen+1 {
+		return nil, errNeedRead
+	}
+	if err := t.dump.Apply(n.Updates); err != nil {
+		t.dump = nil // undefined after a failed Apply
+		if errors.Is(err, nftcanon.ErrNotIncremental) {
+			return nil, fmt.Errorf("%w: %v", errNeedRead, err)
+		}
+		return nil, err
+	}
+	rs, err := nftcanon.BuildCached(t.dump, t.cache)
+	if err != nil {
+		t.dump = nil
+		return nil, fmt.Errorf("canonicalize: %w", err)
+	}
+	t.rs, t.gen = rs, n.Gen
+	t.applied++
+	return rs, nil
+}
+
+// reportGeneration reports one generation's state as a change event when it differs
+// from what was last reported.
+func (a *Agent) reportGeneration(rs *ruleset.Ruleset, gen uint32, c *event.Committer) error {
+	if rs.Digest().String() == a.last.Digest {
+		a.log.Debug("generation without ruleset change", "generation", gen, "comm", commName(c))
+		return nil
+	}
+	return a.report(event.Change, rs, gen, c, "", nil)
+}
+
+// reconcile reads the ruleset in full and reports a reconcile event when the state moved
+// (or, when lost is set, when generations went unobserved).
+func (a *Agent) reconcile(tr *tracker, note string, lost bool) error {
+	seen := tr.gen
+	rs, gen, err := tr.read()
+	if err != nil {
+		return a.readFailed(err)
+	}
+	return a.reconciled(rs, gen, note, missedGenerations(seen, gen), lost)
+}
+
+// reconciled reports a state found by a full read: always when it differs from the last
+// report, and, when lost is set, also when generations were missed without a net change.
+func (a *Agent) reconciled(rs *ruleset.Ruleset, gen uint32, note string, missed []string,
+	lost bool) error {
+	if rs.Digest().String() == a.last.Digest && (!lost || len(missed) == 0) {
+		return nil
+	}
+	return a.report(event.Reconcile, rs, gen, nil, note, missed)
+}
+
+// committer is who committed generation n, as far as the kernel says.
+func committer(n nft.Notification) *event.Committer {
+	if n.PID == 0 && n.Comm == "" {
+		return nil
+	}
+	return &event.Committer{PID: n.PID, Comm: n.Comm, LoginUID: n.LoginUID, Session: n.Session}
+}
+
+// missedGenerations lists the generations after seen up to and including now as one
+// "first-last" range, or nothing when now does not follow seen (no generation missed, or
+// the counter restarted with the kernel).
+func missedGenerations(seen, now uint32) []string {
+	if now <= seen {
+		return nil
+	}
+	return []string{fmt.Sprintf("%d-%d", seen+1, now)}
+}

@@ -1,0 +1,320 @@
+// Command nftread measures the agent's cost of reading nftables (method in
+// ../README.md, "nftables read"): read + canonicalize + hash of a big generated ruleset
+// against nft's own listings of the same ruleset in the same run, the peak RSS of a
+// process doing that read, and the idle CPU and memory of a real agent watching a
+// ruleset.
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/fenceline/fenceline/agent/nft"
+	"github.com/fenceline/fenceline/scripts/lab"
+	"github.com/fenceline/fenceline/shared/nftcanon"
+)
+
+func main() {
+	var err error
+	if len(os.Args) > 1 && os.Args[1] == "-child" {
+		err = child(os.Args[2])
+	} else {
+		err = run()
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "nftread:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	mode := flag.String("mode", "read", "read: read+canonicalize+hash against nft; idle: a real "+
+		"agent's CPU and memory while it watches")
+	rules := flag.Int("rules", 100000, "rules in the generated ruleset")
+	chains := flag.Int("chains", 1, "chains the rules are spread over (read mode)")
+	rounds := flag.Int("n", 3, "rounds (read mode); each measures every reader once")
+	idle := flag.Duration("idle", 60*time.Second, "idle window (idle mode)")
+	flag.Parse()
+
+	if err := lab.CheckHost("python3"); err != nil {
+		return err
+	}
+	root, err := os.Getwd()
+	if err != nil {
+		return err
+	}
+	dir, err := os.MkdirTemp("", "fenceline-bench-nft-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	l := lab.New(root, dir, dir)
+	defer l.Close()
+	ns, err := l.Netns("fl-bench-nft")
+	if err != nil {
+		return err
+	}
+	file := filepath.Join(dir, "ruleset.nft")
+	if err := generate(root, file, *rules, *chains); err != nil {
+		return err
+	}
+	t0 := time.Now()
+	if _, err := lab.Nft(ns, "-f", file); err != nil {
+		return err
+	}
+	fmt.Printf("ruleset: %d rules in %d chain(s) (gen_huge_flat.py --mixed), loaded by nft -f in %v\n",
+		*rules, *chains, time.Since(t0).Round(time.Millisecond))
+	switch *mode {
+	case "read":
+		return measureRead(ns, *rounds)
+	case "idle":
+		return measureIdle(l, root, ns, *idle)
+	}
+	return fmt.Errorf("unknown mode %q", *mode)
+}
+
+var wideGroup = regexp.MustCompile(`2001:db8:([0-9a-f]{1,4})([0-9a-f]{4})::/48`)
+
+// generate writes a ruleset of n mixed rules (the corpus generator's mix), spread over
+// chains chains of equal size.
+func generate(root, file string, n, chains int) error {
+	gen := filepath.Join(root, "..", "shared", "corpus", "nft", "generators", "gen_huge_flat.py")
+	out, err := exec.Command("python3", gen, strconv.Itoa(n), "--mixed").Output()
+	if err != nil {
+		return fmt.Errorf("%s: %w", gen, err)
+	}
+	// The generator writes the i-th IPv6 prefix as 2001:db8:<i in hex>::/48, which is no
+	// address past 65,535 rules: split such a group into two.
+	out = wideGroup.ReplaceAll(out, []byte("2001:db8:$1:$2::/64"))
+	if chains <= 1 {
+		return os.WriteFile(file, out, 0o644)
+	}
+	per := (n + chains - 1) / chains
+	var b bytes.Buffer
+	sc := bufio.NewScanner(bytes.NewReader(out))
+	i := 0
+	for sc.Scan() {
+		line := sc.Text()
+		switch {
+		case strings.HasPrefix(line, "add chain inet test c "):
+			for c := range chains {
+				fmt.Fprintf(&b, "add chain inet test c%d\n", c)
+			}
+			b.WriteString(line + "\n")
+			for c := range chains {
+				fmt.Fprintf(&b, "add rule inet test c jump c%d\n", c)
+			}
+		case strings.HasPrefix(line, "add rule inet test c "):
+			fmt.Fprintf(&b, "add rule inet test c%d %s\n", i/per,
+				strings.TrimPrefix(line, "add rule inet test c "))
+			i++
+		default:
+			b.WriteString(line + "\n")
+		}
+	}
+	return os.WriteFile(file, b.Bytes(), 0o644)
+}
+
+// childResult is what one read in a fresh process measured.
+type childResult struct {
+	ReadMS   float64 `json:"read_ms"`  // netlink dump (GETGEN, all objects, GETGEN)
+	BuildMS  float64 `json:"build_ms"` // canonical model
+	HashMS   float64 `json:"hash_ms"`  // ruleset digest
+	TotalMS  float64 `json:"total_ms"`
+	Rules    int     `json:"rules"`
+	PeakRSS  int     `json:"peak_rss_kib"` // VmHWM
+	HeapPeak uint64  `json:"-"`
+}
+
+// child reads the namespace once, as the agent does, and prints what it measured.
+func child(ns string) error {
+	r, err := nft.Open(ns)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	t0 := time.Now()
+	d, _, err := r.ReadDump()
+	if err != nil {
+		return err
+	}
+	t1 := time.Now()
+	rs, err := nftcanon.Build(d)
+	if err != nil {
+		return err
+	}
+	d = nil
+	t2 := time.Now()
+	sum := rs.Digest()
+	t3 := time.Now()
+	if sum.IsZero() {
+		return errors.New("no digest")
+	}
+	res := childResult{ReadMS: ms(t1.Sub(t0)), BuildMS: ms(t2.Sub(t1)), HashMS: ms(t3.Sub(t2)),
+		TotalMS: ms(t3.Sub(t0)), Rules: rs.RuleCount(), PeakRSS: status(os.Getpid(), "VmHWM")}
+	return json.NewEncoder(os.Stdout).Encode(res)
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+// status reads a kB field of /proc/PID/status.
+func status(pid int, field string) int {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, field+":"); ok {
+			n, _ := strconv.Atoi(strings.TrimSuffix(strings.TrimSpace(v), " kB"))
+			return n
+		}
+	}
+	return 0
+}
+
+// measureRead alternates, round by round, the agent's read in a fresh process with
+// `nft -s list ruleset`, `nft list ruleset` and `nft -j list ruleset` of the same
+// namespace.
+func measureRead(ns string, rounds int) error {
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	nftRun := func(args ...string) (time.Duration, error) {
+		cmd := exec.Command("ip", append([]string{"netns", "exec", ns, "nft"}, args...)...)
+		var errb bytes.Buffer
+		cmd.Stdout, cmd.Stderr = nil, &errb // output discarded, as a listing to /dev/null
+		t0 := time.Now()
+		err := cmd.Run()
+		if err != nil {
+			return 0, fmt.Errorf("nft %s: %w: %s", strings.Join(args, " "), err, errb.String())
+		}
+		return time.Since(t0), nil
+	}
+	var agent []childResult
+	refs := map[string][]time.Duration{}
+	refNames := []string{"nft -s list ruleset", "nft list ruleset", "nft -j list ruleset"}
+	refArgs := [][]string{{"-s", "list", "ruleset"}, {"list", "ruleset"}, {"-j", "list", "ruleset"}}
+	for range rounds {
+		out, err := exec.Command(self, "-child", ns).Output()
+		if err != nil {
+			return fmt.Errorf("child: %w", err)
+		}
+		var res childResult
+		if err := json.Unmarshal(out, &res); err != nil {
+			return fmt.Errorf("child said %q: %w", out, err)
+		}
+		agent = append(agent, res)
+		for i, name := range refNames {
+			d, err := nftRun(refArgs[i]...)
+			if err != nil {
+				return err
+			}
+			refs[name] = append(refs[name], d)
+		}
+	}
+	med := func(xs []float64) float64 {
+		slices.Sort(xs)
+		return xs[len(xs)/2]
+	}
+	pick := func(f func(childResult) float64) float64 {
+		var xs []float64
+		for _, r := range agent {
+			xs = append(xs, f(r))
+		}
+		return med(xs)
+	}
+	total := pick(func(r childResult) float64 { return r.TotalMS })
+	fmt.Printf("agent read+canonicalize+hash (median of %d, fresh process each): %.0f ms "+
+		"(netlink dump %.0f ms, canonical model %.0f ms, digest %.0f ms), %d rules\n", rounds,
+		total, pick(func(r childResult) float64 { return r.ReadMS }),
+		pick(func(r childResult) float64 { return r.BuildMS }),
+		pick(func(r childResult) float64 { return r.HashMS }), agent[0].Rules)
+	fmt.Printf("peak RSS of that process (VmHWM, max of %d): %d KiB\n", rounds,
+		slices.MaxFunc(agent, func(a, b childResult) int { return a.PeakRSS - b.PeakRSS }).PeakRSS)
+	for _, name := range refNames {
+		var xs []float64
+		for _, d := range refs[name] {
+			xs = append(xs, ms(d))
+		}
+		m := med(xs)
+		fmt.Printf("%-22s median %.0f ms  -> agent/nft = %.2f\n", name, m, total/m)
+	}
+	return nil
+}
+
+// measureIdle starts an aggregator and an enrolled agent watching the namespace, waits
+// for the baseline, then samples the agent's CPU time over the window.
+func measureIdle(l *lab.Lab, root, ns string, window time.Duration) error {
+	a, err := l.Aggregator("aggregator", "")
+	if err != nil {
+		return err
+	}
+	const tenant, device = "bench", "fw-idle"
+	p, err := l.Agent(a, tenant, device, ns, "--log-level", "warn")
+	if err != nil {
+		return err
+	}
+	err = lab.WaitFor(5*time.Minute, "baseline", func() (bool, string) {
+		var h []any
+		if err := a.Get("/v1/tenants/"+tenant+"/devices/"+device+"/events", &h); err != nil {
+			return false, err.Error()
+		}
+		return len(h) > 0, ""
+	})
+	if err != nil {
+		return fmt.Errorf("%w\n%s", err, l.Logs(30))
+	}
+	pid := p.Pid()
+	c0, err := cpuTicks(pid)
+	if err != nil {
+		return err
+	}
+	t0 := time.Now()
+	time.Sleep(window) // the measurement window itself
+	c1, err := cpuTicks(pid)
+	if err != nil {
+		return err
+	}
+	el := time.Since(t0)
+	const clkTck = 100 // USER_HZ on Linux
+	cpu := time.Duration(c1-c0) * time.Second / clkTck
+	fmt.Printf("agent idle over %v: %v CPU = %.3f%% of one core (utime+stime, 10 ms ticks; "+
+		"backstop re-read every 60s, heartbeat every 30s)\n", el.Round(time.Second), cpu,
+		100*cpu.Seconds()/el.Seconds())
+	fmt.Printf("agent memory: VmRSS %d KiB, peak VmHWM %d KiB (baseline event built and sent)\n",
+		status(pid, "VmRSS"), status(pid, "VmHWM"))
+	return nil
+}
+
+// cpuTicks is utime+stime of a process from /proc/PID/stat.
+func cpuTicks(pid int) (int64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return 0, errors.New("bad /proc stat")
+	}
+	f := strings.Fields(s[i+2:])
+	if len(f) < 13 {
+		return 0, errors.New("short /proc stat")
+	}
+	u, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	return u + st, nil
+}
