@@ -27,6 +27,8 @@ type Config struct {
 	Uplink   UplinkConfig   `mapstructure:"uplink"`
 	Outbox   OutboxConfig   `mapstructure:"outbox"`
 	Metrics  MetricsConfig  `mapstructure:"metrics"`
+	// SNMP lists the devices watched over SNMP (snmp_config.go).
+	SNMP SNMPConfig `mapstructure:"snmp"`
 	// HeartbeatInterval is how often a heartbeat event carries the current digest.
 	HeartbeatInterval time.Duration `mapstructure:"heartbeat_interval"`
 	Log               LogConfig     `mapstructure:"log"`
@@ -96,6 +98,8 @@ var defaults = map[string]any{
 	"heartbeat_interval":         "30s",
 	"log.level":                  "info",
 	"log.format":                 "text",
+	"snmp.profiles_dir":          "/etc/fenceline/snmp",
+	"snmp.trap_listen":           "",
 }
 
 // flagKeys maps command-line flags to config keys.
@@ -184,6 +188,7 @@ func (c *Config) Validate() error {
 	if c.Uplink.Rate < 0 {
 		errs = append(errs, fmt.Errorf("uplink.rate %g is negative", c.Uplink.Rate))
 	}
+	errs = append(errs, c.SNMP.validate()...)
 	if _, err := ParseLevel(c.Log.Level); err != nil {
 		errs = append(errs, err)
 	}

@@ -90,9 +90,14 @@ func run(cmd *cobra.Command) error {
 		return err
 	}
 	defer a.Close()
+	snmpDevices, err := agent.OpenSNMP(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer snmpDevices.Close()
 	log.Info("agent started", "tenant", id.Tenant, "device", id.Device,
 		"netns", cfg.Nftables.Netns, "state_dir", cfg.StateDir)
-	err = a.Run(ctx)
+	err = agent.RunWithSNMP(ctx, a, snmpDevices)
 	log.Info("agent stopped")
 	return err
 }

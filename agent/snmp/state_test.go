@@ -1,0 +1,289 @@
+package snmp
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gosnmp/gosnmp"
+
+	"github.com/fenceline/fenceline/shared/ruleset"
+)
+
+func TestShippedProfilesResolve(t *testing.T) {
+	ps := shippedProfiles(t)
+	for _, name := range []string{"mib2", "cisco-ios", "cisco-asa", "juniper", "fortigate",
+		"paloalto", "mikrotik"} {
+		p, err := ps.Resolve(name)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if len(p.Tables) < 5 {
+			t.Errorf("%s: %d tables; every profile extends mib2's five", name, len(p.Tables))
+		}
+	}
+	if p := resolve(t, "cisco-asa"); len(p.Traps) != 2 || p.History == nil {
+		t.Errorf("cisco-asa lost cisco-ios's traps or history: %+v", p)
+	}
+}
+
+func TestProfileErrors(t *testing.T) {
+	dir := t.TempDir()
+	for name, body := range map[string]string{
+		"unknown-key.yaml": "name: x\ntables: []\nbogus: 1\n",
+		"bad-oid.yaml":     "name: x\ntables: [{name: t, kind: table, entry: e, oid: 1.3.x}]\n",
+		"bad-kind.yaml":    "name: x\ntables: [{name: t, kind: list, oid: 1.3}]\n",
+		"no-name.yaml":     "tables: []\n",
+	} {
+		path := dir + "/" + name
+		if err := writeFile(path, body); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := ParseProfile(path); !errors.Is(err, ErrProfile) {
+			t.Errorf("%s: err = %v, want ErrProfile", name, err)
+		}
+	}
+	ps := Profiles{"a": {Name: "a", Extends: []string{"b"}}, "b": {Name: "b", Extends: []string{"a"}}}
+	if _, err := ps.Resolve("a"); !errors.Is(err, ErrProfile) {
+		t.Errorf("cycle: err = %v", err)
+	}
+	if _, err := ps.Resolve("c"); !errors.Is(err, ErrProfile) {
+		t.Errorf("unknown: err = %v", err)
+	}
+}
+
+// A Linux host's full walk under the MIB-2 profile: interfaces, addresses and static
+// routes become rows; counters, uptime and learned routes do not.
+func TestBuildLinuxWalk(t *testing.T) {
+	p := resolve(t, "mib2")
+	pdus := readSnmprec(t, corpus(t, "snmpsim-debian/linux-full-walk.snmprec"))
+	rs, err := Build(p, walksOf(p, pdus))
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := rs.Text()
+	for _, want := range []string{
+		"table snmp ifTable {", "ifEntry 2 {", `ifDescr = "eth0"`, "ifAdminStatus = up(1)",
+		"scalar sysName {", `"tt"`, "ipAddrEntry 195.218.254.105 {",
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("state lacks %q:\n%s", want, text)
+		}
+	}
+	for _, volatile := range []string{"ifInOctets", "sysUpTime", "ifOperStatus", "col10"} {
+		if strings.Contains(text, volatile) {
+			t.Errorf("volatile %s in state:\n%s", volatile, text)
+		}
+	}
+	// The recording's routes are all direct or learned (ipRouteProto local(2)): none is
+	// configuration.
+	if tab := rs.Table(Family, "ipRouteTable"); tab == nil || len(tab.Objects) != 0 {
+		t.Errorf("ipRouteTable = %+v, want present and empty", tab)
+	}
+
+	// Counters, gauges and uptime moving change nothing.
+	moved := cloneWith(pdus, map[string]any{
+		".1.3.6.1.2.1.1.3.0": uint32(999999), ".1.3.6.1.2.1.2.2.1.10.2": uint(12345),
+		".1.3.6.1.2.1.2.2.1.8.2": 2,
+	})
+	rs2, err := Build(p, walksOf(p, moved))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rs2.Digest() != rs.Digest() {
+		t.Fatalf("volatile values changed the digest: %+v", ruleset.Diff(rs, rs2))
+	}
+
+	// One configuration column of one row: exactly one change naming that row.
+	down := cloneWith(pdus, map[string]any{".1.3.6.1.2.1.2.2.1.7.2": 2})
+	rs3, err := Build(p, walksOf(p, down))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := ruleset.Diff(rs, rs3)
+	if len(d) != 1 || d[0].Kind != ruleset.ObjectChanged || d[0].Family != "snmp" ||
+		d[0].Table != "ifTable" || d[0].Object != "ifEntry 2" ||
+		!strings.Contains(d[0].Before, "ifAdminStatus = up(1)") ||
+		!strings.Contains(d[0].After, "ifAdminStatus = down(2)") {
+		t.Fatalf("diff = %+v, want one object_changed of ifEntry 2 from up to down", d)
+	}
+}
+
+func cloneWith(pdus []gosnmp.SnmpPDU, set map[string]any) []gosnmp.SnmpPDU {
+	out := make([]gosnmp.SnmpPDU, len(pdus))
+	copy(out, pdus)
+	for i := range out {
+		if v, ok := set[out[i].Name]; ok {
+			out[i].Value = v
+		}
+	}
+	return out
+}
+
+// A Cisco switch: the running-config change time is state, its history table is not.
+func TestBuildCiscoHistoryIsNotState(t *testing.T) {
+	p := resolve(t, "cisco-ios")
+	pdus := readSnmprec(t, corpus(t, "config-change-focus/snmpsim-data__switch__cisco-c3560.snmprec"))
+	rs, err := Build(p, walksOf(p, pdus))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tab := rs.Table(Family, "ccmHistory")
+	if tab == nil {
+		t.Fatal("no ccmHistory table")
+	}
+	var lines []string
+	for _, o := range tab.Objects {
+		lines = append(lines, o.Type+" "+o.Name+" = "+strings.Join(o.Spec, ";"))
+	}
+	want := []string{"scalar ccmHistoryRunningLastChanged = 16144", "scalar ccmHistoryMaxEventEntries = 10"}
+	if strings.Join(lines, "|") != strings.Join(want, "|") {
+		t.Fatalf("ccmHistory = %q, want %q", lines, want)
+	}
+	// The c3560's ten history rows are nightly `copy startup-config tftp` backups: none
+	// is a change of the running configuration, so none names a committer.
+	var hist []gosnmp.SnmpPDU
+	for _, v := range pdus {
+		if strings.HasPrefix(v.Name, "."+p.History.OID+".") {
+			hist = append(hist, v)
+		}
+	}
+	rows, err := historyRows(p.History, hist)
+	if err != nil || len(rows) != 0 || len(hist) < 100 {
+		t.Fatalf("history: %d varbinds, %d accepted rows (%v); want only backups", len(hist), len(rows), err)
+	}
+}
+
+// Juniper: the commit date is state; index, uptime-based time and user are not.
+func TestBuildJuniper(t *testing.T) {
+	p := resolve(t, "juniper")
+	pdus := readSnmprec(t, corpus(t, "config-change-focus/snmpsim-data__router__juniper-mx960-16-1r6-7-a.snmprec"))
+	rs, err := Build(p, walksOf(p, pdus))
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := rs.Table(Family, "jnxCmCfgChg")
+	got := ""
+	for _, o := range text.Objects {
+		got += o.Name + "=" + strings.Join(o.Spec, ";") + " "
+	}
+	if got != "jnxCmCfgChgLatestDate=2017-12-20T17:35:35.0+08:00 jnxCmCfgChgMaxEventEntries=64 " {
+		t.Fatalf("jnxCmCfgChg = %q", got)
+	}
+}
+
+func TestBuildRejectsGarbage(t *testing.T) {
+	p := resolve(t, "mib2")
+	for name, vbs := range map[string][]gosnmp.SnmpPDU{
+		"outside": {{Name: ".1.3.6.1.2.1.2.3.1.1", Type: gosnmp.Integer, Value: 1}},
+		"repeat": {{Name: ".1.3.6.1.2.1.2.2.1.7.1", Type: gosnmp.Integer, Value: 1},
+			{Name: ".1.3.6.1.2.1.2.2.1.7.1", Type: gosnmp.Integer, Value: 2}},
+		"not-an-oid": {{Name: ".1.3.6.1.2.1.2.2.1.7.x", Type: gosnmp.Integer, Value: 1}},
+		"no-index":   {{Name: ".1.3.6.1.2.1.2.2.1.7", Type: gosnmp.Integer, Value: 1}},
+	} {
+		if _, err := Build(p, map[string][]gosnmp.SnmpPDU{"ifTable": vbs}); !errors.Is(err, ErrMalformed) {
+			t.Errorf("%s: err = %v, want ErrMalformed", name, err)
+		}
+	}
+}
+
+func TestRender(t *testing.T) {
+	for _, c := range []struct {
+		pdu    gosnmp.SnmpPDU
+		syntax string
+		want   string
+	}{
+		{gosnmp.SnmpPDU{Type: gosnmp.OctetString, Value: []byte("eth0")}, "", `"eth0"`},
+		{gosnmp.SnmpPDU{Type: gosnmp.OctetString, Value: []byte{0, 0x1b, 0xff}}, "", "0x001bff"},
+		{gosnmp.SnmpPDU{Type: gosnmp.OctetString, Value: []byte{0, 0x1b, 0xff}}, "mac", "00:1b:ff"},
+		{gosnmp.SnmpPDU{Type: gosnmp.OctetString, Value: []byte("a\"b\\\x01")}, "", "0x6122625c01"},
+		{gosnmp.SnmpPDU{Type: gosnmp.OctetString, Value: []byte("é")}, "", `"\u00e9"`},
+		{gosnmp.SnmpPDU{Type: gosnmp.OctetString, Value: []byte{}}, "", `""`},
+		{gosnmp.SnmpPDU{Type: gosnmp.ObjectIdentifier, Value: ".1.3.6.1.4.1.9"}, "", "1.3.6.1.4.1.9"},
+		{gosnmp.SnmpPDU{Type: gosnmp.IPAddress, Value: "10.3.9.10"}, "", "10.3.9.10"},
+		{gosnmp.SnmpPDU{Type: gosnmp.TimeTicks, Value: uint32(4294967295)}, "", "4294967295"},
+		{gosnmp.SnmpPDU{Type: gosnmp.OctetString, Value: []byte{7, 0xe1, 12, 16, 17, 15, 33, 0, '+', 8, 0}},
+			"datetime", "2017-12-16T17:15:33.0+08:00"},
+		{gosnmp.SnmpPDU{Type: gosnmp.OctetString, Value: []byte{7, 0xe1, 13, 16, 17, 15, 33, 0}},
+			"datetime", "0x07e10d10110f2100"},
+	} {
+		if got := Render(c.pdu, c.syntax, nil); got != c.want {
+			t.Errorf("Render(%v, %q) = %q, want %q", c.pdu.Value, c.syntax, got, c.want)
+		}
+	}
+	enum := map[int]string{1: "up", 2: "down"}
+	if got := Render(gosnmp.SnmpPDU{Type: gosnmp.Integer, Value: 2}, "", enum); got != "down(2)" {
+		t.Errorf("enum: %q", got)
+	}
+}
+
+func TestRestarted(t *testing.T) {
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	r := func(at time.Duration, up uint32, boots int) *Reading {
+		return &Reading{At: t0.Add(at), Uptime: up, HasUptime: true, Boots: boots, HasBoots: boots > 0}
+	}
+	for _, c := range []struct {
+		name      string
+		prev, cur *Reading
+		want      bool
+	}{
+		{"advancing", r(0, 1000, 0), r(60*time.Second, 7000, 0), false},
+		{"standing still (simulator)", r(0, 1000, 0), r(60*time.Second, 1000, 0), false},
+		{"wrap at 2^32", r(0, 4294967000, 0), r(60*time.Second, 5704, 0), false},
+		{"back to small uptime", r(0, 3600000000, 0), r(60*time.Second, 1500, 0), true},
+		{"wrap that does not match the clock", r(0, 4294967000, 0), r(60*time.Second, 900000, 0), true},
+		{"engine boots up", r(0, 1000, 7), r(60*time.Second, 7000, 8), true},
+	} {
+		if got, note := Restarted(c.prev, c.cur); got != c.want {
+			t.Errorf("%s: restarted = %v (%s), want %v", c.name, got, note, c.want)
+		}
+	}
+}
+
+func TestNotificationCommitter(t *testing.T) {
+	p := resolve(t, "juniper")
+	vbs := []gosnmp.SnmpPDU{
+		{Name: ".1.3.6.1.2.1.1.3.0", Type: gosnmp.TimeTicks, Value: uint32(5)},
+		{Name: "." + OIDTrapOID, Type: gosnmp.ObjectIdentifier, Value: ".1.3.6.1.4.1.2636.4.5.0.1"},
+		{Name: ".1.3.6.1.4.1.2636.3.18.1.7.1.4.79", Type: gosnmp.Integer, Value: 2},
+		{Name: ".1.3.6.1.4.1.2636.3.18.1.7.1.5.79", Type: gosnmp.OctetString, Value: []byte("root")},
+	}
+	n, ok := Notification(p, "1.3.6.1.4.1.2636.4.5.0.1", vbs)
+	if !ok || n.Trap != "jnxCmCfgChange" || n.Committer == nil || n.Committer.LoginUID != "root" ||
+		n.Committer.Comm != "cli" {
+		t.Fatalf("notification = %+v %+v, %v", n, n.Committer, ok)
+	}
+	if _, ok := Notification(p, "1.3.6.1.6.3.1.1.5.3", vbs); ok {
+		t.Error("linkDown taken for a configuration change")
+	}
+}
+
+// A history row that changed the running configuration names the committer; the
+// backups logged after it do not hide it.
+func TestHistoryCommitter(t *testing.T) {
+	p := resolve(t, "cisco-ios")
+	pdus := readSnmprec(t, corpus(t, "config-change-focus/snmpsim-data__switch__cisco-c3560.snmprec"))
+	const e = ".1.3.6.1.4.1.9.9.43.1.1.6.1."
+	edited := cloneWith(pdus, map[string]any{
+		e + "4.57": 2, e + "5.57": 3, // commandSource -> running: a CLI change
+		e + "8.57": []byte("bob"), e + "10.57": "10.3.9.77",
+	})
+	var hist []gosnmp.SnmpPDU
+	for _, v := range edited {
+		if strings.HasPrefix(v.Name, "."+p.History.OID+".") {
+			hist = append(hist, v)
+		}
+	}
+	rows, err := historyRows(p.History, hist)
+	if err != nil || len(rows) != 1 {
+		t.Fatalf("%d rows, %v", len(rows), err)
+	}
+	c := p.History.Who.committer(func(r *Ref) (gosnmp.SnmpPDU, bool) {
+		v, ok := rows[0][r.OID]
+		return v, ok
+	})
+	if c == nil || c.LoginUID != "bob" || c.Comm != "commandLine" || c.Session != "10.3.9.77" {
+		t.Fatalf("committer = %+v", c)
+	}
+}

@@ -1,0 +1,189 @@
+package snmp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/gosnmp/gosnmp"
+)
+
+// TrapRoute says which notifications belong to a target: those from its host with its
+// community (v2c) or user (v3). Deliver gets the configuration-change ones; it must not
+// block (Watcher.Trap does not).
+type TrapRoute struct {
+	Target    string
+	Host      netip.Addr
+	Community string
+	User      string
+	Profile   *Profile
+	Deliver   func(TrapNote)
+}
+
+// TrapStats counts what the listener received.
+type TrapStats struct {
+	// Received counts decoded notifications; Delivered those routed to a target as a
+	// configuration change; Unmatched those from no known target or with wrong
+	// credentials; Ignored those of a target that do not announce a change.
+	Received, Delivered, Unmatched, Ignored uint64
+}
+
+// TrapListener receives SNMPv2c and SNMPv3 traps and informs (informs are acknowledged)
+// and hands configuration-change notifications to their targets' watchers. Garbage,
+// notifications that fail v3 authentication and those from unknown peers are dropped and
+// counted, never fatal.
+type TrapListener struct {
+	addr   string
+	routes []TrapRoute
+	log    *slog.Logger
+	tl     *gosnmp.TrapListener
+	ready  chan struct{}
+	bound  atomic.Value // string
+
+	received, delivered, unmatched, ignored atomic.Uint64
+}
+
+// NewTrapListener returns a listener for addr (host:port, UDP). users are the SNMPv3
+// users whose notifications are accepted (their keys are localized to each sender's
+// engine id).
+func NewTrapListener(addr string, users []USM, routes []TrapRoute, log *slog.Logger) (*TrapListener, error) {
+	params := &gosnmp.GoSNMP{
+		Version: gosnmp.Version3, SecurityModel: gosnmp.UserSecurityModel,
+		Logger: gosnmp.NewLogger(nil),
+	}
+	table := gosnmp.NewSnmpV3SecurityParametersTable(gosnmp.NewLogger(nil))
+	for _, u := range users {
+		sp, _, err := u.usm()
+		if err != nil {
+			return nil, fmt.Errorf("trap user %q: %w", u.User, err)
+		}
+		if err := table.Add(u.User, sp); err != nil {
+			return nil, fmt.Errorf("trap user %q: %w", u.User, err)
+		}
+	}
+	params.SetTrapSecurityParametersTable(table)
+	l := &TrapListener{addr: addr, routes: routes, log: log, ready: make(chan struct{})}
+	tl := gosnmp.NewTrapListener().WithBufferSize(64 << 10)
+	tl.Params = params
+	tl.OnNewTrap = l.handle
+	l.tl = tl
+	return l, nil
+}
+
+// Run listens until ctx ends.
+func (l *TrapListener) Run(ctx context.Context) error {
+	errc := make(chan error, 1)
+	go func() { errc <- l.tl.Listen(l.addr) }()
+	select {
+	case <-l.tl.Listening():
+		l.bound.Store(l.addr)
+		close(l.ready)
+		l.log.Info("snmp trap listener", "addr", l.addr, "targets", len(l.routes))
+	case err := <-errc:
+		return fmt.Errorf("snmp trap listener %s: %w", l.addr, err)
+	case <-ctx.Done():
+	}
+	<-ctx.Done()
+	l.tl.Close()
+	select {
+	case err := <-errc:
+		if err != nil && !errors.Is(err, net.ErrClosed) {
+			return fmt.Errorf("snmp trap listener %s: %w", l.addr, err)
+		}
+	case <-time.After(5 * time.Second):
+		return fmt.Errorf("snmp trap listener %s did not stop", l.addr)
+	}
+	return nil
+}
+
+// Ready is closed once the listener's socket is bound.
+func (l *TrapListener) Ready() <-chan struct{} { return l.ready }
+
+// Stats returns the listener's counters.
+func (l *TrapListener) Stats() TrapStats {
+	return TrapStats{Received: l.received.Load(), Delivered: l.delivered.Load(),
+		Unmatched: l.unmatched.Load(), Ignored: l.ignored.Load()}
+}
+
+// handle runs in gosnmp's read loop: it only matches and hands off.
+func (l *TrapListener) handle(p *gosnmp.SnmpPacket, from *net.UDPAddr) {
+	l.received.Add(1)
+	host := netip.Addr{}
+	if from != nil {
+		if a, ok := netip.AddrFromSlice(from.IP); ok {
+			host = a.Unmap()
+		}
+	}
+	user := ""
+	if usm, ok := p.SecurityParameters.(*gosnmp.UsmSecurityParameters); ok && p.Version == gosnmp.Version3 {
+		user = usm.UserName
+	}
+	trapOID := ""
+	for _, v := range p.Variables {
+		if strings.TrimPrefix(v.Name, ".") == OIDTrapOID {
+			if s, ok := v.Value.(string); ok {
+				trapOID = strings.TrimPrefix(s, ".")
+			}
+		}
+	}
+	matched := false
+	for i := range l.routes {
+		r := &l.routes[i]
+		if r.Host != host {
+			continue
+		}
+		switch p.Version {
+		case gosnmp.Version2c:
+			if r.Community == "" || p.Community != r.Community {
+				continue
+			}
+		case gosnmp.Version3:
+			if r.User == "" || user != r.User {
+				continue
+			}
+		default:
+			continue // SNMPv1 traps are not supported
+		}
+		matched = true
+		note, ok := Notification(r.Profile, trapOID, p.Variables)
+		if !ok {
+			l.ignored.Add(1)
+			l.log.Debug("snmp trap is not a configuration change", "target", r.Target, "trap", trapOID)
+			continue
+		}
+		l.delivered.Add(1)
+		r.Deliver(note)
+	}
+	if !matched {
+		l.unmatched.Add(1)
+		l.log.Debug("snmp trap from no known target", "from", host, "version", p.Version.String())
+	}
+}
+
+// Notification reports whether trapOID is one of the profile's configuration-change
+// notifications and, if so, who made the change according to the varbinds (each Ref
+// matches a varbind of its object, whatever the instance).
+func Notification(p *Profile, trapOID string, vbs []gosnmp.SnmpPDU) (TrapNote, bool) {
+	for _, t := range p.Traps {
+		if t.OID != trapOID {
+			continue
+		}
+		c := t.Who.committer(func(r *Ref) (gosnmp.SnmpPDU, bool) {
+			for _, v := range vbs {
+				n := strings.TrimPrefix(v.Name, ".")
+				if n == r.OID || strings.HasPrefix(n, r.OID+".") {
+					return v, !absent(v.Type)
+				}
+			}
+			return gosnmp.SnmpPDU{}, false
+		})
+		return TrapNote{Trap: t.Name, Committer: c, At: time.Now()}, true
+	}
+	return TrapNote{}, false
+}

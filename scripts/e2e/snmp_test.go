@@ -1,0 +1,126 @@
+package e2e
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+type snmpEvent struct {
+	Seq     string `json:"seq"`
+	Kind    string `json:"kind"`
+	Source  string `json:"source"`
+	Changes []struct {
+		Kind   string `json:"kind"`
+		Table  string `json:"table"`
+		Object string `json:"object"`
+		After  string `json:"after"`
+	} `json:"changes"`
+}
+
+type snmpDeviation struct {
+	Kind   string `json:"kind"`
+	Device string `json:"device"`
+	Change string `json:"change"`
+	Family string `json:"family"`
+	Table  string `json:"table"`
+	Object string `json:"object"`
+	Before string `json:"before"`
+	After  string `json:"after"`
+	State  string `json:"state"`
+}
+
+// TestSNMPChangeIsUnauthorized: an agent watches its own ruleset and, as a device of its
+// own, a firewall over SNMP (snmpsim serving a real device's recording). A configuration
+// row changing on that firewall becomes a signed snmp event and an unauthorized
+// deviation at the aggregator naming the row.
+func TestSNMPChangeIsUnauthorized(t *testing.T) {
+	const tenant, host, fw = "acme", "appliance-1", "edge-fw-1"
+	l := newLab(t, "snmpsimd", "snmpgetnext")
+	recording := corpusFile(t, "snmp/snmpsim-debian/linux-full-walk.snmprec")
+	sim, err := l.Snmpsim("snmpsim", map[string]string{"edge": recording})
+	check(t, err)
+	ns, err := l.Netns("fl-snmp")
+	check(t, err)
+	a, err := l.Aggregator("aggregator", "")
+	check(t, err)
+
+	var hostTok, fwTok struct {
+		Token string `json:"token"`
+	}
+	check(t, a.CtlJSON(tenant, &hostTok, "enroll", "--device", host))
+	check(t, a.CtlJSON(tenant, &fwTok, "enroll", "--device", fw))
+	base, err := os.ReadFile(filepath.Join(repoRoot, "configs", "agent.yaml"))
+	check(t, err)
+	conf := filepath.Join(t.TempDir(), "agent.yaml")
+	check(t, os.WriteFile(conf, append(base, []byte(fmt.Sprintf(`
+snmp:
+  profiles_dir: %s
+  targets:
+    - name: %s
+      enroll_token: %s
+      address: %s
+      version: "2c"
+      community: edge
+      profile: mib2
+      poll_interval: 200ms
+      walk_interval: 500ms
+      timeout: 500ms
+      retries: 1
+`, filepath.Join(repoRoot, "configs", "snmp"), fw, fwTok.Token, sim.Addr))...), 0o600))
+	_, err = l.Start("agent", nil, filepath.Join(binDir, "fenceline-agent"), "run",
+		"--config", conf, "--state-dir", filepath.Join(l.Dir, "agent"), "--aggregator", a.API,
+		"--token", hostTok.Token, "--netns", ns, "--log-level", "debug")
+	check(t, err)
+
+	var h []snmpEvent
+	waitFor(t, 30*time.Second, "the firewall's snmp baseline", func() (bool, string) {
+		if err := a.CtlJSON(tenant, &h, "device", "history", fw); err != nil {
+			return false, err.Error()
+		}
+		return len(h) > 0 && h[0].Kind == "baseline", fmt.Sprintf("%d events", len(h))
+	})
+	if h[0].Source != "snmp" {
+		t.Fatalf("baseline source %q, want snmp", h[0].Source)
+	}
+
+	// An administrator shuts interface 2 down on the firewall.
+	edited := filepath.Join(t.TempDir(), "edge.snmprec")
+	b, err := os.ReadFile(recording)
+	check(t, err)
+	check(t, os.WriteFile(edited, []byte(strings.Replace(string(b),
+		"1.3.6.1.2.1.2.2.1.7.2|2|1\n", "1.3.6.1.2.1.2.2.1.7.2|2|2\n", 1)), 0o644))
+	check(t, sim.Replace("edge", edited))
+
+	var devs []snmpDeviation
+	waitFor(t, 30*time.Second, "an unauthorized deviation on the firewall", func() (bool, string) {
+		if err := a.CtlJSON(tenant, &devs, "deviations", "--device", fw); err != nil {
+			return false, err.Error()
+		}
+		return len(devs) > 0, fmt.Sprintf("%d deviations", len(devs))
+	})
+	d := devs[0]
+	if len(devs) != 1 || d.Kind != "unauthorized" || d.Change != "object_changed" ||
+		d.Family != "snmp" || d.Table != "ifTable" || d.Object != "ifEntry 2" ||
+		!strings.Contains(d.Before, "ifAdminStatus = up(1)") ||
+		!strings.Contains(d.After, "ifAdminStatus = down(2)") || d.State != "open" {
+		t.Fatalf("deviations = %+v, want one unauthorized object_changed of ifEntry 2", devs)
+	}
+	check(t, a.CtlJSON(tenant, &h, "device", "history", fw))
+	var changes []snmpEvent
+	for _, e := range h {
+		if e.Kind == "change" || e.Kind == "reconcile" {
+			changes = append(changes, e)
+		}
+	}
+	if len(changes) != 1 || changes[0].Source != "snmp" || len(changes[0].Changes) != 1 {
+		t.Fatalf("change events = %+v, want one snmp event with one change", changes)
+	}
+	// The host's own nftables device is untouched by any of this.
+	if hd := deviations(t, a, tenant, host); len(hd) != 0 {
+		t.Errorf("the appliance's own device has deviations: %+v", hd)
+	}
+}
