@@ -5,7 +5,7 @@ GO      ?= go
 BIN     := bin
 GOFLAGS ?=
 
-.PHONY: all deps build test test-short vet demo bench fuzz clean
+.PHONY: all deps build test test-short vet demo demo-cluster bench fuzz clean
 
 all: build
 
@@ -28,6 +28,10 @@ test-short: vet
 
 demo: deps build
 	./scripts/demo.sh
+
+# Three aggregator nodes on loopback with Mosquitto: join, forwarding, failover.
+demo-cluster: deps build
+	./scripts/demo-cluster.sh
 
 # Benchmarks with a written method; see scripts/bench/README.md.
 bench: deps build

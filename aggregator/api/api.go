@@ -43,6 +43,12 @@ type Config struct {
 	OnEnroll func(store.EnrollResult)
 	// Now is the clock; nil is time.Now.
 	Now func() time.Time
+	// NoForward makes a follower refuse writes (503 naming the leader) instead of
+	// forwarding them to the leader (forward.go).
+	NoForward bool
+	// EmbeddedBroker is set when this node runs the embedded MQTT broker, which cannot
+	// serve a cluster: joins are refused.
+	EmbeddedBroker bool
 }
 
 // MaxEnrollTTL bounds how long an enrollment token may be valid.
@@ -57,6 +63,7 @@ type Server struct {
 	store *store.Store
 	log   *slog.Logger
 	mux   *http.ServeMux
+	fwd   http.RoundTripper // to the leader
 }
 
 // New returns the API for st.
@@ -70,13 +77,15 @@ func New(cfg Config, st *store.Store, log *slog.Logger) *Server {
 	if cfg.Gatherer == nil {
 		cfg.Gatherer = prometheus.DefaultGatherer
 	}
-	s := &Server{cfg: cfg, store: st, log: log.With("component", "api"), mux: http.NewServeMux()}
+	s := &Server{cfg: cfg, store: st, log: log.With("component", "api"), mux: http.NewServeMux(),
+		fwd: newForwardTransport(st)}
 	s.routes()
 	return s
 }
 
 func (s *Server) routes() {
 	admin, open := true, false
+	s.clusterRoutes()
 	s.handle("POST /v1/tenants/{tenant}/enrollments", admin, s.createEnrollment)
 	s.handle("POST /v1/enroll", open, s.enroll)
 	s.handle("POST /v1/tenants/{tenant}/crs", admin, s.createCR)
@@ -95,9 +104,6 @@ func (s *Server) routes() {
 		return errorf(http.StatusNotFound, "no such endpoint")
 	})
 }
-
-// ServeHTTP implements http.Handler.
-func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
 
 type handlerFunc func(w http.ResponseWriter, r *http.Request) error
 
@@ -121,6 +127,9 @@ func (s *Server) handle(pattern string, auth bool, h handlerFunc) {
 			return
 		}
 		status, msg := clientError(err)
+		if nl := (*store.NotLeaderError)(nil); errors.As(err, &nl) {
+			setLeaderHeader(w, nl)
+		}
 		attrs := []any{"method", r.Method, "path", r.URL.Path, "status", status, "err", err}
 		switch {
 		case status >= 500:

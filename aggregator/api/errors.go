@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net/http"
 
+	"github.com/hashicorp/raft"
+
 	"github.com/fenceline/fenceline/aggregator/store"
 )
 
@@ -40,8 +42,11 @@ func clientError(err error) (int, string) {
 	var nl *store.NotLeaderError
 	switch {
 	case errors.As(err, &nl):
-		// TODO: forward writes to the leader once there are clusters.
+		// Leadership moved while the request was handled (forward.go forwards the rest).
 		return http.StatusServiceUnavailable, nl.Error()
+	case errors.Is(err, raft.ErrLeadershipLost):
+		return http.StatusServiceUnavailable, "leadership changed during the write: its " +
+			"outcome is unknown; read before retrying"
 	case errors.Is(err, store.ErrNotFound):
 		return http.StatusNotFound, err.Error()
 	case errors.Is(err, store.ErrExists), errors.Is(err, store.ErrState):

@@ -37,6 +37,7 @@ type Config struct {
 	EmbeddedBroker EmbeddedBrokerConfig `mapstructure:"embedded_broker"`
 	Ingest         IngestConfig         `mapstructure:"ingest"`
 	Enrollment     EnrollmentConfig     `mapstructure:"enrollment"`
+	Cluster        ClusterConfig        `mapstructure:"cluster"`
 }
 
 // LogConfig sets the log level (debug, info, warn, error) and format (text, json).
@@ -57,11 +58,51 @@ type HTTPConfig struct {
 }
 
 // RaftConfig configures the raft node.
-// TODO: TLS for raft (a StreamLayer) and cluster membership; until then raft binds
-// loopback only.
+// TODO: TLS for raft (a StreamLayer); until then raft binds loopback only.
 type RaftConfig struct {
+	// Listen is the address raft binds and advertises; peers reach the node there and
+	// its outgoing raft connections leave from its IP address.
 	Listen string `mapstructure:"listen"`
 	NodeID string `mapstructure:"node_id"`
+	// Timeouts of failure detection: a follower that hears nothing for HeartbeatTimeout
+	// starts an election; a leader that cannot reach a quorum for LeaderLeaseTimeout
+	// steps down.
+	HeartbeatTimeout   time.Duration `mapstructure:"heartbeat_timeout"`
+	ElectionTimeout    time.Duration `mapstructure:"election_timeout"`
+	LeaderLeaseTimeout time.Duration `mapstructure:"leader_lease_timeout"`
+	// SnapshotThreshold log entries since the last snapshot trigger a new one, checked
+	// every SnapshotInterval; TrailingLogs entries stay in the log after a snapshot.
+	SnapshotThreshold uint64        `mapstructure:"snapshot_threshold"`
+	SnapshotInterval  time.Duration `mapstructure:"snapshot_interval"`
+	TrailingLogs      uint64        `mapstructure:"trailing_logs"`
+}
+
+// ClusterConfig configures membership of a cluster of aggregators.
+type ClusterConfig struct {
+	// Bootstrap: a node without raft state starts a new cluster of itself. Set it on the
+	// first node only; the others join.
+	Bootstrap bool `mapstructure:"bootstrap"`
+	// Join is the API URL of a member; a node without raft state asks it to be added
+	// (it is forwarded to the leader). Setting it means no bootstrap.
+	Join string `mapstructure:"join"`
+	// AdvertiseAPI is this node's API URL as the other nodes reach it (they forward
+	// writes to the leader there). Default: http:// and http.listen.
+	AdvertiseAPI string `mapstructure:"advertise_api"`
+	// Forward: a follower forwards writes to the leader; false answers 503 naming it.
+	Forward bool `mapstructure:"forward"`
+	// TickInterval is how often the leader proposes the time for deadline checks.
+	TickInterval time.Duration `mapstructure:"tick_interval"`
+}
+
+// Clustered reports whether the node is meant to be one of several.
+func (c *ClusterConfig) Clustered() bool { return c.Join != "" || !c.Bootstrap }
+
+// APIURL is the URL the other nodes reach this node's API at.
+func (c *Config) APIURL() string {
+	if c.Cluster.AdvertiseAPI != "" {
+		return c.Cluster.AdvertiseAPI
+	}
+	return "http://" + c.HTTP.Listen
 }
 
 // BrokerConfig names an external MQTT broker. An empty URL starts the embedded one.
@@ -95,23 +136,34 @@ type EnrollmentConfig struct {
 // defaults lists every key and its default. Load binds each key to its environment
 // variable: viper ignores the environment for keys it has not seen.
 var defaults = map[string]any{
-	"data_dir":               "/var/lib/fenceline-aggregator",
-	"log.level":              "info",
-	"log.format":             "text",
-	"http.listen":            "127.0.0.1:8443",
-	"http.admin_token":       "",
-	"http.admin_token_file":  "",
-	"raft.listen":            "127.0.0.1:7000",
-	"raft.node_id":           "aggregator-1",
-	"broker.url":             "",
-	"broker.client_id":       "fenceline-aggregator",
-	"broker.username":        "",
-	"broker.password":        "",
-	"broker.advertise_url":   "",
-	"embedded_broker.listen": "127.0.0.1:1883",
-	"ingest.queue_size":      1024,
-	"ingest.workers":         4,
-	"enrollment.token_ttl":   "24h",
+	"data_dir":                  "/var/lib/fenceline-aggregator",
+	"log.level":                 "info",
+	"log.format":                "text",
+	"http.listen":               "127.0.0.1:8443",
+	"http.admin_token":          "",
+	"http.admin_token_file":     "",
+	"raft.listen":               "127.0.0.1:7000",
+	"raft.node_id":              "aggregator-1",
+	"raft.heartbeat_timeout":    "1s",
+	"raft.election_timeout":     "1s",
+	"raft.leader_lease_timeout": "500ms",
+	"raft.snapshot_threshold":   8192,
+	"raft.snapshot_interval":    "2m",
+	"raft.trailing_logs":        10240,
+	"cluster.bootstrap":         true,
+	"cluster.join":              "",
+	"cluster.advertise_api":     "",
+	"cluster.forward":           true,
+	"cluster.tick_interval":     "1s",
+	"broker.url":                "",
+	"broker.client_id":          "fenceline-aggregator",
+	"broker.username":           "",
+	"broker.password":           "",
+	"broker.advertise_url":      "",
+	"embedded_broker.listen":    "127.0.0.1:1883",
+	"ingest.queue_size":         1024,
+	"ingest.workers":            4,
+	"enrollment.token_ttl":      "24h",
 }
 
 // Keys returns every configuration key, sorted.
@@ -134,6 +186,8 @@ var flagKeys = map[string]string{
 	"data-dir":               "data_dir",
 	"http-listen":            "http.listen",
 	"raft-listen":            "raft.listen",
+	"node-id":                "raft.node_id",
+	"join":                   "cluster.join",
 	"broker-url":             "broker.url",
 	"embedded-broker-listen": "embedded_broker.listen",
 	"log-level":              "log.level",
@@ -147,6 +201,8 @@ func NewFlagSet(name string) *pflag.FlagSet {
 	fs.String("data-dir", "", "data directory (default "+defaults["data_dir"].(string)+")")
 	fs.String("http-listen", "", "API listen address (default "+defaults["http.listen"].(string)+")")
 	fs.String("raft-listen", "", "raft listen address (default "+defaults["raft.listen"].(string)+")")
+	fs.String("node-id", "", "raft node id (default "+defaults["raft.node_id"].(string)+")")
+	fs.String("join", "", "API URL of a cluster member to join at first start")
 	fs.String("broker-url", "", "external MQTT broker URL; empty starts the embedded broker")
 	fs.String("embedded-broker-listen", "", "embedded broker listen address (default "+
 		defaults["embedded_broker.listen"].(string)+")")
@@ -235,6 +291,7 @@ func (c *Config) Validate() error {
 	if c.Broker.ClientID == "" {
 		bad("broker.client_id is empty")
 	}
+	errs = append(errs, c.validateCluster()...)
 	if c.Ingest.Workers < 1 || c.Ingest.QueueSize < c.Ingest.Workers {
 		bad("ingest: want workers >= 1 and queue_size >= workers, have %d and %d",
 			c.Ingest.Workers, c.Ingest.QueueSize)
@@ -243,6 +300,57 @@ func (c *Config) Validate() error {
 		bad("enrollment.token_ttl %s: want more than 0 and at most 720h", c.Enrollment.TokenTTL)
 	}
 	return errors.Join(errs...)
+}
+
+func (c *Config) validateCluster() []error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	r := c.Raft
+	if r.HeartbeatTimeout < 5*time.Millisecond || r.ElectionTimeout < 5*time.Millisecond ||
+		r.LeaderLeaseTimeout < 5*time.Millisecond || r.LeaderLeaseTimeout > r.HeartbeatTimeout {
+		bad("raft timeouts: want heartbeat_timeout, election_timeout and leader_lease_timeout "+
+			"of 5ms or more, and leader_lease_timeout <= heartbeat_timeout; have %s, %s, %s",
+			r.HeartbeatTimeout, r.ElectionTimeout, r.LeaderLeaseTimeout)
+	}
+	if r.SnapshotThreshold < 1 || r.SnapshotInterval < 10*time.Millisecond {
+		bad("raft: want snapshot_threshold >= 1 and snapshot_interval >= 10ms")
+	}
+	if c.Cluster.TickInterval < 10*time.Millisecond {
+		bad("cluster.tick_interval %s: want 10ms or more", c.Cluster.TickInterval)
+	}
+	if c.Cluster.Join != "" {
+		if err := checkHTTPURL(c.Cluster.Join); err != nil {
+			bad("cluster.join: %v", err)
+		}
+	}
+	if c.Cluster.AdvertiseAPI != "" {
+		if err := checkHTTPURL(c.Cluster.AdvertiseAPI); err != nil {
+			bad("cluster.advertise_api: %v", err)
+		}
+	}
+	if c.Cluster.Clustered() {
+		if c.Broker.URL == "" {
+			bad("a cluster needs an external MQTT broker: set broker.url (e.g. Mosquitto); the " +
+				"embedded broker serves a single node")
+		}
+		if ip := net.ParseIP(hostOf(c.HTTP.Listen)); c.Cluster.AdvertiseAPI == "" &&
+			(ip == nil || ip.IsUnspecified()) {
+			bad("cluster.advertise_api: set it when http.listen (%s) is not an address the "+
+				"other nodes can reach", c.HTTP.Listen)
+		}
+	}
+	return errs
+}
+
+func checkHTTPURL(s string) error {
+	u, err := url.Parse(s)
+	if err != nil {
+		return err
+	}
+	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("%q: want http://host:port", s)
+	}
+	return nil
 }
 
 // AdminTokenPath is where the admin token is read from or generated into.

@@ -6,6 +6,18 @@
 // message into a bounded queue; workers do the rest. Messages of one device always go to
 // the same worker, in arrival order. Nothing rejected is stored; every rejection is
 // counted by reason and logged once.
+//
+// The pipeline keeps many events in flight: a worker verifies a message and proposes it
+// to the store without waiting for the commit, and its acker waits for the commits in
+// proposal order and publishes one ack per device for whatever committed together.
+// Raft commits the events in flight in groups and the state machine applies each group
+// in one transaction, which is where the throughput comes from.
+//
+// In a cluster only the raft leader ingests (RunWhileLeader in the store starts and
+// stops an Ingester); all nodes use the same client id, so a new leader takes over the
+// persistent session and the events the broker queued for it. An event is acked only
+// after it committed, so a leader change loses nothing acked, and the state machine
+// drops the duplicates that agents resend.
 package ingest
 
 import (
@@ -16,11 +28,14 @@ import (
 	"fmt"
 	"hash/fnv"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
+	"github.com/hashicorp/raft"
 
 	"github.com/fenceline/fenceline/aggregator/store"
 	"github.com/fenceline/fenceline/shared/event"
@@ -31,8 +46,10 @@ type Store interface {
 	KeyFor(tenant, device, keyID string) (ed25519.PublicKey, error)
 	// SeenBefore reports from local state whether seq is a known duplicate.
 	SeenBefore(tenant, device string, seq uint64) (event.Ack, bool)
-	AppendEvent(ctx context.Context, tenant, device string, envelope []byte,
-		received time.Time) (*store.AppendResult, error)
+	// ProposeEvent proposes an event without waiting for its commit; events proposed in
+	// order from one goroutine commit in that order.
+	ProposeEvent(ctx context.Context, tenant, device string, envelope []byte,
+		received time.Time) *store.PendingEvent
 }
 
 // Config configures the ingester.
@@ -54,6 +71,9 @@ type Config struct {
 
 // DefaultClientID is the aggregator's MQTT client id.
 const DefaultClientID = "fenceline-aggregator"
+
+// AckClientSuffix is appended to the client id for the connection that publishes acks.
+const AckClientSuffix = "-acks"
 
 func (c *Config) setDefaults() {
 	if c.ClientID == "" {
@@ -84,16 +104,19 @@ type Ingester struct {
 	cfg    Config
 	store  Store
 	log    *slog.Logger
-	client mqtt.Client
+	client mqtt.Client // subscribes to events (persistent session)
+	acks   mqtt.Client // publishes acks
 	count  *counters
 
-	queues    []chan message
-	stop      chan struct{} // closed by Shutdown: workers return
-	workers   sync.WaitGroup
-	ctx       context.Context // for store calls; cancelled when Shutdown gives up
-	cancel    context.CancelFunc
-	connected chan struct{} // receives a value on each connection
-	stopOnce  sync.Once
+	queues     []chan message
+	inflight   []chan inflight // per worker: proposals in order, for its acker
+	stop       chan struct{}   // closed by Shutdown: workers and ackers return
+	workers    sync.WaitGroup
+	ctx        context.Context // for store calls; cancelled when Shutdown gives up
+	cancel     context.CancelFunc
+	connected  chan struct{} // receives a value on each connection
+	subscribed atomic.Bool   // connected and subscribed
+	stopOnce   sync.Once
 }
 
 // ErrStopped is returned by a second Shutdown.
@@ -102,11 +125,15 @@ var ErrStopped = errors.New("ingest already stopped")
 // New returns an ingester; Start connects it.
 func New(cfg Config, st Store, log *slog.Logger) *Ingester {
 	cfg.setDefaults()
+	return newIngester(cfg, st, log.With("component", "ingest"), newCounters())
+}
+
+func newIngester(cfg Config, st Store, log *slog.Logger, count *counters) *Ingester {
 	in := &Ingester{
 		cfg:       cfg,
 		store:     st,
-		log:       log.With("component", "ingest"),
-		count:     newCounters(),
+		log:       log,
+		count:     count,
 		stop:      make(chan struct{}),
 		connected: make(chan struct{}, 1),
 	}
@@ -114,6 +141,7 @@ func New(cfg Config, st Store, log *slog.Logger) *Ingester {
 	per := cfg.QueueSize / cfg.Workers
 	for range cfg.Workers {
 		in.queues = append(in.queues, make(chan message, per))
+		in.inflight = append(in.inflight, make(chan inflight, per))
 	}
 	opts := mqtt.NewClientOptions().
 		AddBroker(cfg.BrokerURL).
@@ -132,20 +160,36 @@ func New(cfg Config, st Store, log *slog.Logger) *Ingester {
 		SetDefaultPublishHandler(in.onMessage).
 		SetOnConnectHandler(in.onConnect).
 		SetConnectionLostHandler(func(_ mqtt.Client, err error) {
+			in.subscribed.Store(false)
 			in.log.Warn("broker connection lost", "broker", cfg.BrokerURL, "err", err)
 		})
 	in.client = mqtt.NewClient(opts)
+	// Acks go out on a connection of their own: on the subscribing connection each ack's
+	// PUBACK would queue behind the stream of incoming events, stalling the ackers.
+	in.acks = mqtt.NewClient(mqtt.NewClientOptions().
+		AddBroker(cfg.BrokerURL).
+		SetClientID(cfg.ClientID + AckClientSuffix).
+		SetUsername(cfg.Username).
+		SetPassword(cfg.Password).
+		SetCleanSession(true).
+		SetAutoReconnect(true).
+		SetConnectRetry(true).
+		SetConnectRetryInterval(time.Second).
+		SetMaxReconnectInterval(10 * time.Second).
+		SetKeepAlive(30 * time.Second))
 	return in
 }
 
 // Start starts the workers and connects to the broker. With connect-retry the client
 // keeps trying in the background; WaitConnected waits for the first connection.
 func (in *Ingester) Start() {
-	for _, q := range in.queues {
-		in.workers.Add(1)
-		go in.work(q)
+	for i, q := range in.queues {
+		in.workers.Add(2)
+		go in.work(q, in.inflight[i])
+		go in.ackLoop(in.inflight[i])
 	}
 	in.client.Connect()
+	in.acks.Connect()
 	in.log.Info("ingest started", "broker", in.cfg.BrokerURL, "client_id", in.cfg.ClientID,
 		"workers", in.cfg.Workers, "queue_size", in.cfg.QueueSize)
 }
@@ -174,6 +218,7 @@ func (in *Ingester) onConnect(c mqtt.Client) {
 		in.log.Error("subscribe failed", "topic", event.EventsSubscription, "err", tok.Error())
 		return
 	}
+	in.subscribed.Store(true)
 	in.log.Info("connected to broker", "broker", in.cfg.BrokerURL,
 		"subscription", event.EventsSubscription)
 	select {
@@ -208,68 +253,147 @@ func (in *Ingester) shard(topic string) int {
 	return int(h.Sum32() % uint32(len(in.queues)))
 }
 
-func (in *Ingester) work(q chan message) {
+func (in *Ingester) work(q chan message, out chan<- inflight) {
 	defer in.workers.Done()
 	for {
 		select {
 		case <-in.stop:
 			return
 		case m := <-q:
-			in.process(m)
+			f, ok := in.process(m)
+			if !ok {
+				continue
+			}
+			select {
+			case out <- f:
+			case <-in.stop:
+				return
+			}
 		}
 	}
 }
 
-// process handles one message end to end.
-func (in *Ingester) process(m message) {
+// inflight is a message on its way to an ack: proposed, or a known duplicate.
+type inflight struct {
+	topic          string
+	tenant, device string
+	seq            uint64
+	kind           event.Kind
+	pending        *store.PendingEvent // nil for a known duplicate
+	head           event.Ack           // a known duplicate's head
+}
+
+// process verifies one message and proposes it. It reports false when there is nothing
+// to ack (the message was refused).
+func (in *Ingester) process(m message) (inflight, bool) {
 	v, err := Verify(m.topic, m.payload, in.store)
 	var rej *RejectError
 	if errors.As(err, &rej) {
 		in.rejected(m.topic, rej.Reason, 0, err)
-		return
+		return inflight{}, false
 	}
 	if err != nil {
 		in.count.storeErrors.Add(1)
 		in.log.Error("event not processed", "topic", m.topic, "err", err)
-		return
+		return inflight{}, false
 	}
 	e := &v.Opened.Event
+	f := inflight{topic: m.topic, tenant: v.Tenant, device: v.Device, seq: e.Seq, kind: e.Kind}
 	if head, dup := in.store.SeenBefore(v.Tenant, v.Device, e.Seq); dup {
 		// Common after reconnects: answer from local state without a raft round.
 		in.rejected(m.topic, ReasonDuplicate, e.Seq, nil)
-		in.ack(v.Tenant, v.Device, head)
-		return
+		f.head = head
+		return f, true
 	}
-	res, err := in.store.AppendEvent(in.ctx, v.Tenant, v.Device, m.payload, m.received)
+	f.pending = in.store.ProposeEvent(in.ctx, v.Tenant, v.Device, m.payload, m.received)
+	return f, true
+}
+
+// maxAckRound bounds how many commits one ack round waits for before publishing.
+const maxAckRound = 512
+
+// ackLoop waits for the worker's proposals in order and acks each device's newest
+// committed head once per round: everything that committed together is acked together.
+func (in *Ingester) ackLoop(q <-chan inflight) {
+	defer in.workers.Done()
+	round := make([]inflight, 0, maxAckRound)
+	for {
+		round = round[:0]
+		select {
+		case <-in.stop:
+			return
+		case f := <-q:
+			round = append(round, f)
+		}
+	drain:
+		for len(round) < maxAckRound {
+			select {
+			case f := <-q:
+				round = append(round, f)
+			default:
+				break drain
+			}
+		}
+		var heads []inflight // newest head per device, in first-seen order
+		for _, f := range round {
+			head, ok := in.settle(f)
+			if !ok {
+				continue
+			}
+			f.head = head
+			if i := slices.IndexFunc(heads, func(h inflight) bool {
+				return h.tenant == f.tenant && h.device == f.device
+			}); i >= 0 {
+				heads[i] = f
+			} else {
+				heads = append(heads, f)
+			}
+		}
+		in.ackAll(heads)
+	}
+}
+
+// settle waits for one proposal's outcome, counts and logs it, and returns the head to
+// ack, if any.
+func (in *Ingester) settle(f inflight) (event.Ack, bool) {
+	if f.pending == nil {
+		return f.head, true
+	}
+	res, err := f.pending.Wait()
 	if err != nil {
-		// Not committed: no ack, so the agent resends.
+		// Not committed (or not known to be): no ack, so the agent resends.
 		in.count.storeErrors.Add(1)
-		in.log.Error("event not committed", "tenant", v.Tenant, "device", v.Device,
-			"seq", e.Seq, "err", err)
-		return
+		lvl := slog.LevelError
+		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) ||
+			errors.Is(err, store.ErrClosed) {
+			lvl = slog.LevelDebug // a leader change; the next leader takes over
+		}
+		in.log.Log(context.Background(), lvl, "event not committed", "tenant", f.tenant,
+			"device", f.device, "seq", f.seq, "err", err)
+		return event.Ack{}, false
 	}
 	switch res.Outcome {
 	case store.Accepted:
 		in.count.accepted.Add(1)
 		in.count.deviations.Add(uint64(len(res.Deviations)))
-		in.log.Debug("event committed", "tenant", v.Tenant, "device", v.Device, "seq", e.Seq,
-			"kind", e.Kind, "event_id", res.ID)
+		in.log.Debug("event committed", "tenant", f.tenant, "device", f.device, "seq", f.seq,
+			"kind", f.kind, "event_id", res.ID)
 		if len(res.Deviations) > 0 {
-			in.log.Info("deviations raised", "tenant", v.Tenant, "device", v.Device,
-				"seq", e.Seq, "event_id", res.ID, "deviations", strings.Join(res.Deviations, ","))
+			in.log.Info("deviations raised", "tenant", f.tenant, "device", f.device,
+				"seq", f.seq, "event_id", res.ID, "deviations", strings.Join(res.Deviations, ","))
 		}
 		for _, id := range res.Implemented {
-			in.log.Info("change request implemented", "tenant", v.Tenant, "device", v.Device,
+			in.log.Info("change request implemented", "tenant", f.tenant, "device", f.device,
 				"cr", id, "event_id", res.ID)
 		}
 	case store.Duplicate, store.Gap, store.BrokenChain:
-		in.rejected(m.topic, string(res.Outcome), e.Seq, nil)
+		in.rejected(f.topic, string(res.Outcome), f.seq, nil)
 	default:
 		// The state changed between verification and commit (a re-enrollment).
-		in.rejected(m.topic, string(res.Outcome), e.Seq, errors.New("refused at commit"))
-		return
+		in.rejected(f.topic, string(res.Outcome), f.seq, errors.New("refused at commit"))
+		return event.Ack{}, false
 	}
-	in.ack(v.Tenant, v.Device, res.Head)
+	return res.Head, true
 }
 
 func (in *Ingester) rejected(topic, reason string, seq uint64, err error) {
@@ -295,24 +419,40 @@ func (in *Ingester) rejected(topic, reason string, seq uint64, err error) {
 // ack publishes the device's committed head, retained, so the agent can drop what is
 // committed and resend from head+1.
 func (in *Ingester) ack(tenant, device string, head event.Ack) {
-	b, err := json.Marshal(head)
-	if err != nil {
-		in.log.Error("encode ack", "err", err)
-		return
+	in.ackAll([]inflight{{tenant: tenant, device: device, head: head}})
+}
+
+// ackAll publishes the heads and then waits for the broker to confirm them all.
+func (in *Ingester) ackAll(heads []inflight) {
+	toks := make([]mqtt.Token, len(heads))
+	for i, h := range heads {
+		b, err := json.Marshal(h.head)
+		if err != nil {
+			in.log.Error("encode ack", "err", err)
+			continue
+		}
+		toks[i] = in.acks.Publish(event.DeviceTopic(h.tenant, h.device, event.TopicAcks), 1,
+			true, b)
 	}
-	topic := event.DeviceTopic(tenant, device, event.TopicAcks)
-	tok := in.client.Publish(topic, 1, true, b)
-	if !tok.WaitTimeout(in.cfg.AckTimeout) {
-		in.count.ackErrors.Add(1)
-		in.log.Warn("ack not confirmed by broker", "topic", topic, "seq", head.Seq)
-		return
+	deadline := time.Now().Add(in.cfg.AckTimeout)
+	for i, tok := range toks {
+		if tok == nil {
+			continue
+		}
+		topic := event.DeviceTopic(heads[i].tenant, heads[i].device, event.TopicAcks)
+		if !tok.WaitTimeout(max(time.Until(deadline), time.Millisecond)) {
+			in.count.ackErrors.Add(1)
+			in.log.Warn("ack not confirmed by broker", "topic", topic, "seq", heads[i].head.Seq)
+			continue
+		}
+		if err := tok.Error(); err != nil {
+			in.count.ackErrors.Add(1)
+			in.log.Warn("ack not published", "topic", topic, "seq", heads[i].head.Seq,
+				"err", err)
+			continue
+		}
+		in.count.acks.Add(1)
 	}
-	if err := tok.Error(); err != nil {
-		in.count.ackErrors.Add(1)
-		in.log.Warn("ack not published", "topic", topic, "seq", head.Seq, "err", err)
-		return
-	}
-	in.count.acks.Add(1)
 }
 
 // ResetAck publishes an ack of sequence 0 for a device that was enrolled again: a
@@ -326,7 +466,7 @@ func (in *Ingester) Stats() Stats {
 	for _, q := range in.queues {
 		s.QueueDepth += len(q)
 	}
-	s.Connected = in.client.IsConnectionOpen()
+	s.Connected = in.client.IsConnectionOpen() && in.acks.IsConnectionOpen()
 	return s
 }
 
@@ -355,6 +495,7 @@ func (in *Ingester) shutdown(ctx context.Context) error {
 	}
 	in.cancel()
 	in.client.Disconnect(250)
+	in.acks.Disconnect(250)
 	for _, q := range in.queues {
 		in.count.dropped.Add(uint64(len(q)))
 	}

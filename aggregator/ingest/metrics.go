@@ -89,16 +89,19 @@ var (
 )
 
 // Describe implements prometheus.Collector.
-func (in *Ingester) Describe(ch chan<- *prometheus.Desc) {
+func (in *Ingester) Describe(ch chan<- *prometheus.Desc) { describe(ch) }
+
+// Collect implements prometheus.Collector.
+func (in *Ingester) Collect(ch chan<- prometheus.Metric) { collect(ch, in.Stats()) }
+
+func describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descReceived, descAccepted, descRejected, descDropped,
 		descStoreErrors, descAcks, descAckErrors, descDeviations, descQueue, descConnected} {
 		ch <- d
 	}
 }
 
-// Collect implements prometheus.Collector.
-func (in *Ingester) Collect(ch chan<- prometheus.Metric) {
-	s := in.Stats()
+func collect(ch chan<- prometheus.Metric, s Stats) {
 	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
 	}

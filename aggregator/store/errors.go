@@ -34,18 +34,34 @@ var (
 	ErrClosed = errors.New("store closed")
 )
 
-// NotLeaderError is returned for writes on a node that is not the raft leader. It names
-// the leader, if known, so a caller can forward. It matches raft.ErrNotLeader.
+// NotLeaderError is returned for writes (and linearizable reads) on a node that is not
+// the raft leader. It names the leader, if known, so a caller can forward or retry
+// there. It matches raft.ErrNotLeader.
 type NotLeaderError struct {
 	LeaderID   string
-	LeaderAddr string
+	LeaderAddr string // raft address
+	LeaderAPI  string // HTTP API URL, if the node table has it
+	// Stale: no leader is reachable now; the fields name the last leader this node saw.
+	Stale bool
 }
 
 func (e *NotLeaderError) Error() string {
-	if e.LeaderAddr == "" {
+	switch {
+	case e.LeaderID == "":
 		return "not the leader; no leader known"
+	case e.Stale:
+		return fmt.Sprintf("not the leader; no leader reachable (last known leader %s at %s%s)",
+			e.LeaderID, e.LeaderAddr, apiSuffix(e.LeaderAPI))
 	}
-	return fmt.Sprintf("not the leader; leader is %s at %s", e.LeaderID, e.LeaderAddr)
+	return fmt.Sprintf("not the leader; leader is %s at %s%s", e.LeaderID, e.LeaderAddr,
+		apiSuffix(e.LeaderAPI))
+}
+
+func apiSuffix(api string) string {
+	if api == "" {
+		return ""
+	}
+	return ", API " + api
 }
 
 // Unwrap makes errors.Is(err, raft.ErrNotLeader) hold.

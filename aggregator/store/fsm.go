@@ -176,6 +176,9 @@ func (f *fsm) Apply(l *raft.Log) any {
 
 // handler dispatches one command. It runs inside the write transaction.
 func (f *fsm) handler(tx *bolt.Tx, cmd command) (any, error) {
+	if h, ok := clusterHandlers[cmd.Type]; ok {
+		return h(tx, cmd.Payload)
+	}
 	switch cmd.Type {
 	case cmdCreateEnrollment:
 		return decodeAndRun(tx, cmd.Payload, applyCreateEnrollment)

@@ -2,10 +2,14 @@
 // raft log and stable store in one raft-boltdb file, file snapshots, and the state
 // machine's own bbolt file (see fsm.go for its determinism contract).
 //
-// Writes are commands proposed through raft and answered once committed and applied.
-// Reads go straight to the local state file.
-// TODO: clusters of 3 or 5 (joining, removal, forwarding writes to the leader);
-// today one node bootstraps itself and is always the leader.
+// Writes are commands proposed through raft on the leader and answered once committed
+// and applied; on a follower they fail with a *NotLeaderError that names the leader
+// (cluster.go). Reads go straight to the local state file; ConsistentRead first makes sure
+// that this node leads and has applied everything committed before the call.
+//
+// A cluster starts as one node that bootstraps itself; the others start with NoBootstrap
+// and are added on the leader with Join (and taken out with Remove). Components that must
+// run on exactly one node at a time (MQTT ingest, the deadline ticker) use RunWhileLeader.
 package store
 
 import (
@@ -23,6 +27,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 
@@ -56,6 +61,18 @@ type Config struct {
 	LeaderLeaseTimeout time.Duration
 	// SnapshotThreshold overrides how many log entries trigger a snapshot.
 	SnapshotThreshold uint64
+	// SnapshotInterval overrides how often raft checks whether to snapshot.
+	SnapshotInterval time.Duration
+	// TrailingLogs overrides how many log entries are kept after a snapshot (followers
+	// further behind than that catch up by InstallSnapshot).
+	TrailingLogs uint64
+	// NoBootstrap makes a node without raft state wait until a leader adds it (Join)
+	// instead of bootstrapping a new cluster of itself.
+	NoBootstrap bool
+	// APIURL is this node's HTTP API as the other nodes reach it, e.g.
+	// http://127.0.0.11:8443. The leader records it in the replicated node table so that
+	// followers can forward writes to it.
+	APIURL string
 }
 
 func (c *Config) validate() error {
@@ -78,11 +95,16 @@ type Store struct {
 	fsm       *fsm
 	raft      *raft.Raft
 	logStore  *raftboltdb.BoltStore
+	layer     *tcpLayer
 	transport *raft.NetworkTransport
+	metrics   *metrics
+	leader    *leadership
+	fresh     bool // no raft state at Open
 }
 
 // Open opens (or creates) the store in cfg.Dir and starts its raft node. A node without
-// raft state bootstraps a single-node cluster of itself; one with state rejoins it.
+// raft state bootstraps a single-node cluster of itself, unless cfg.NoBootstrap says to
+// wait for a leader to add it; a node with state rejoins its cluster.
 func Open(cfg Config, log *slog.Logger) (*Store, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
@@ -94,7 +116,7 @@ func Open(cfg Config, log *slog.Logger) (*Store, error) {
 	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("store dir: %w", err)
 	}
-	s := &Store{cfg: cfg, log: log}
+	s := &Store{cfg: cfg, log: log, metrics: newMetrics()}
 	var err error
 	defer func() {
 		if err != nil {
@@ -117,30 +139,15 @@ func Open(cfg Config, log *slog.Logger) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("snapshot store: %w", err)
 	}
-	addr, err := net.ResolveTCPAddr("tcp", cfg.RaftListen)
-	if err != nil {
-		return nil, fmt.Errorf("raft listen: %w", err)
+	if s.layer, err = newTCPLayer(cfg.RaftListen); err != nil {
+		return nil, err
 	}
-	s.transport, err = raft.NewTCPTransportWithLogger(cfg.RaftListen, addr, 3, 10*time.Second, hlog)
-	if err != nil {
-		return nil, fmt.Errorf("raft transport: %w", err)
-	}
+	s.transport = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+		Stream: s.layer, MaxPool: 3, Timeout: 10 * time.Second, Logger: hlog,
+	})
 
-	rc := raft.DefaultConfig()
-	rc.LocalID = raft.ServerID(cfg.NodeID)
-	rc.Logger = hlog
-	if cfg.HeartbeatTimeout > 0 {
-		rc.HeartbeatTimeout = cfg.HeartbeatTimeout
-	}
-	if cfg.ElectionTimeout > 0 {
-		rc.ElectionTimeout = cfg.ElectionTimeout
-	}
-	if cfg.LeaderLeaseTimeout > 0 {
-		rc.LeaderLeaseTimeout = cfg.LeaderLeaseTimeout
-	}
-	if cfg.SnapshotThreshold > 0 {
-		rc.SnapshotThreshold = cfg.SnapshotThreshold
-	}
+	notify := make(chan bool, 16)
+	rc := s.raftConfig(hlog, notify)
 	// The state file is durable by itself. Raft restores the newest snapshot at start
 	// only when the file is behind it (lost or replaced); otherwise it just replays the
 	// log after the snapshot and the state machine skips what it has.
@@ -153,16 +160,26 @@ func Open(cfg Config, log *slog.Logger) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("raft state: %w", err)
 	}
-	s.raft, err = raft.NewRaft(rc, s.fsm, s.logStore, s.logStore, snaps, s.transport)
+	s.fresh = !hasState
+	s.leader = newLeadership(notify)
+	s.raft, err = raft.NewRaft(rc, &instrumentedFSM{fsm: s.fsm, m: s.metrics}, s.logStore,
+		s.logStore, snaps, s.transport)
 	if err != nil {
 		return nil, fmt.Errorf("start raft: %w", err)
 	}
-	if !hasState {
+	s.leader.start(s.raft, log)
+	switch {
+	case hasState:
+	case cfg.NoBootstrap:
+		log.Info("no raft state; waiting for a leader to add this node", "node_id", cfg.NodeID,
+			"raft_addr", s.transport.LocalAddr())
+	default:
 		boot := raft.Configuration{Servers: []raft.Server{{
 			Suffrage: raft.Voter, ID: rc.LocalID, Address: s.transport.LocalAddr(),
 		}}}
 		if err = s.raft.BootstrapCluster(boot).Error(); err != nil {
 			s.raft.Shutdown()
+			s.leader.stop()
 			return nil, fmt.Errorf("bootstrap raft: %w", err)
 		}
 		log.Info("bootstrapped single-node raft cluster", "node_id", cfg.NodeID,
@@ -173,6 +190,40 @@ func Open(cfg Config, log *slog.Logger) (*Store, error) {
 	return s, nil
 }
 
+func (s *Store) raftConfig(hlog hclog.Logger, notify chan<- bool) *raft.Config {
+	cfg := s.cfg
+	rc := raft.DefaultConfig()
+	rc.LocalID = raft.ServerID(cfg.NodeID)
+	rc.Logger = hlog
+	// Raft blocks on this channel; the leadership watcher drains it at once.
+	rc.NotifyCh = notify
+	// Group commit: commands proposed while the leader writes the log wait in a buffered
+	// channel and go into the next log write and replication round together (up to
+	// MaxAppendEntries), and the state machine applies them in one transaction. With the
+	// default unbuffered channel a group holds only the proposers blocked at that moment.
+	rc.BatchApplyCh = true
+	rc.MaxAppendEntries = 512
+	if cfg.HeartbeatTimeout > 0 {
+		rc.HeartbeatTimeout = cfg.HeartbeatTimeout
+	}
+	if cfg.ElectionTimeout > 0 {
+		rc.ElectionTimeout = cfg.ElectionTimeout
+	}
+	if cfg.LeaderLeaseTimeout > 0 {
+		rc.LeaderLeaseTimeout = cfg.LeaderLeaseTimeout
+	}
+	if cfg.SnapshotThreshold > 0 {
+		rc.SnapshotThreshold = cfg.SnapshotThreshold
+	}
+	if cfg.SnapshotInterval > 0 {
+		rc.SnapshotInterval = cfg.SnapshotInterval
+	}
+	if cfg.TrailingLogs > 0 {
+		rc.TrailingLogs = cfg.TrailingLogs
+	}
+	return rc
+}
+
 // stateCoversSnapshots reports whether the state file is at or past the newest snapshot.
 func stateCoversSnapshots(snaps raft.SnapshotStore, applied uint64) (bool, error) {
 	list, err := snaps.List()
@@ -180,22 +231,6 @@ func stateCoversSnapshots(snaps raft.SnapshotStore, applied uint64) (bool, error
 		return false, fmt.Errorf("list snapshots: %w", err)
 	}
 	return len(list) == 0 || list[0].Index <= applied, nil
-}
-
-// WaitLeader waits until the cluster has a leader.
-func (s *Store) WaitLeader(ctx context.Context) error {
-	t := time.NewTicker(20 * time.Millisecond)
-	defer t.Stop()
-	for {
-		if addr, _ := s.raft.LeaderWithID(); addr != "" {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("wait for raft leader: %w", ctx.Err())
-		case <-t.C:
-		}
-	}
 }
 
 // Health returns nil when the node can serve: its state machine works and a leader is
@@ -224,6 +259,7 @@ func (s *Store) Shutdown(ctx context.Context) error {
 	done := make(chan error, 1)
 	go func() {
 		err := s.raft.Shutdown().Error()
+		s.leader.stop()
 		done <- errors.Join(err, s.closeFiles())
 	}()
 	select {
@@ -255,28 +291,55 @@ func (s *Store) closeFiles() error {
 // apply proposes a command and returns the state machine's answer once it is committed
 // and applied on this node.
 func (s *Store) apply(ctx context.Context, typ string, payload any) (any, error) {
+	return s.propose(ctx, typ, payload).wait()
+}
+
+// pending is a proposed command whose outcome is not known yet.
+type pending struct {
+	s     *Store
+	typ   string
+	f     raft.ApplyFuture
+	err   error // the proposal failed before reaching raft
+	start time.Time
+}
+
+// propose hands a command to raft without waiting for it to commit. Commands proposed
+// one after another from one goroutine enter the log in that order.
+func (s *Store) propose(ctx context.Context, typ string, payload any) *pending {
+	p := &pending{s: s, typ: typ, start: time.Now()}
 	b, err := encodeCommand(typ, payload)
 	if err != nil {
-		return nil, err
+		p.err = err
+		return p
 	}
 	timeout := s.cfg.ApplyTimeout
 	if dl, ok := ctx.Deadline(); ok {
 		timeout = time.Until(dl)
 	}
-	f := s.raft.Apply(b, timeout)
-	if err := f.Error(); err != nil {
-		if errors.Is(err, raft.ErrNotLeader) {
-			addr, id := s.raft.LeaderWithID()
-			return nil, &NotLeaderError{LeaderID: string(id), LeaderAddr: string(addr)}
-		}
-		if errors.Is(err, raft.ErrRaftShutdown) {
+	p.f = s.raft.Apply(b, timeout)
+	return p
+}
+
+// wait blocks until the command is applied on this node or has failed.
+func (p *pending) wait() (any, error) {
+	if p.err != nil {
+		return nil, p.err
+	}
+	if err := p.f.Error(); err != nil {
+		switch {
+		case errors.Is(err, raft.ErrNotLeader):
+			return nil, p.s.notLeader()
+		case errors.Is(err, raft.ErrRaftShutdown):
 			return nil, ErrClosed
 		}
-		return nil, fmt.Errorf("raft apply %s: %w", typ, err)
+		// ErrLeadershipLost among others: the command may still commit under the next
+		// leader. Callers must treat the outcome as unknown.
+		return nil, fmt.Errorf("raft apply %s: %w", p.typ, err)
 	}
-	res, ok := f.Response().(*applyResult)
+	p.s.metrics.applyLatency.Observe(time.Since(p.start).Seconds())
+	res, ok := p.f.Response().(*applyResult)
 	if !ok {
-		return nil, fmt.Errorf("raft apply %s: unexpected response %T", typ, f.Response())
+		return nil, fmt.Errorf("raft apply %s: unexpected response %T", p.typ, p.f.Response())
 	}
 	return res.value, res.err
 }
@@ -326,9 +389,28 @@ func (s *Store) Enroll(ctx context.Context, token string, pub ed25519.PublicKey,
 // returns what the state machine made of it.
 func (s *Store) AppendEvent(ctx context.Context, tenant, device string, envelope []byte,
 	received time.Time) (*AppendResult, error) {
-	v, err := s.apply(ctx, cmdAppendEvent, &appendEventCmd{
+	return s.ProposeEvent(ctx, tenant, device, envelope, received).Wait()
+}
+
+// PendingEvent is an event proposed to raft and not yet known to be committed.
+type PendingEvent struct{ p *pending }
+
+// ProposeEvent proposes an event like AppendEvent without waiting for the commit, so that
+// a caller can keep many events in flight: raft commits them in groups (one log write
+// and one round of replication for many) and the state machine applies each group in
+// one transaction. Events proposed one after another from one goroutine are committed in
+// that order.
+func (s *Store) ProposeEvent(ctx context.Context, tenant, device string, envelope []byte,
+	received time.Time) *PendingEvent {
+	return &PendingEvent{s.propose(ctx, cmdAppendEvent, &appendEventCmd{
 		Tenant: tenant, Device: device, Envelope: envelope, ReceivedAt: received.UTC(),
-	})
+	})}
+}
+
+// Wait returns what the state machine made of the event once it is committed and
+// applied on this node.
+func (p *PendingEvent) Wait() (*AppendResult, error) {
+	v, err := p.p.wait()
 	if err != nil {
 		return nil, err
 	}

@@ -78,6 +78,7 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 	pf.StringVarP(&a.output, "output", "o", "table", "output format: table or json")
 
 	root.AddCommand(a.enrollCmd(), a.crCmd(), a.deviationsCmd(), a.deviceCmd(), a.statsCmd())
+	root.AddCommand(a.clusterCmd())
 	return root
 }
 

@@ -5,14 +5,20 @@
 // Usage:
 //
 //	fenceline-aggregator [--config FILE] [--data-dir DIR] [--http-listen ADDR]
-//	    [--raft-listen ADDR] [--broker-url URL] [--embedded-broker-listen ADDR]
-//	    [--log-level LEVEL] [--log-format text|json]
+//	    [--raft-listen ADDR] [--node-id ID] [--join URL] [--broker-url URL]
+//	    [--embedded-broker-listen ADDR] [--log-level LEVEL] [--log-format text|json]
+//
+// A single node (the default) bootstraps itself and runs the embedded MQTT broker. A
+// cluster of 3 or 5 uses an external broker: the first node bootstraps, the others start
+// with --join pointing at a member (configs/aggregator.yaml, cluster keys).
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -23,6 +29,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -107,7 +114,8 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) (err error
 	}()
 
 	brokerURL := cfg.Broker.URL
-	if brokerURL == "" {
+	embedded := brokerURL == ""
+	if embedded {
 		b, err := broker.Start(broker.Config{
 			Listen: cfg.EmbeddedBroker.Listen, DataDir: filepath.Join(cfg.DataDir, "broker"),
 		}, log)
@@ -118,47 +126,74 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) (err error
 		brokerURL = b.URL()
 	}
 
-	st, err := store.Open(store.Config{
-		Dir: filepath.Join(cfg.DataDir, "store"), RaftListen: cfg.Raft.Listen, NodeID: cfg.Raft.NodeID,
-	}, log)
+	st, err := store.Open(storeConfig(cfg), log)
 	if err != nil {
 		return err
 	}
 	stops = append(stops, st.Shutdown)
-	sctx, cancel := context.WithTimeout(ctx, startTimeout)
-	defer cancel()
-	if err := st.WaitLeader(sctx); err != nil {
-		return err
-	}
 
-	in := ingest.New(ingest.Config{
+	// Leader-only work (ingest, ticks) and the first join run until the process stops;
+	// they are stopped (and waited for) before the store.
+	bg, stopBG := context.WithCancel(context.Background())
+	var bgDone sync.WaitGroup
+	stops = append(stops, func(context.Context) error {
+		stopBG()
+		bgDone.Wait()
+		return nil
+	})
+	runner := ingest.NewRunner(ingest.Config{
 		BrokerURL: brokerURL, ClientID: cfg.Broker.ClientID, Username: cfg.Broker.Username,
 		Password: cfg.Broker.Password, QueueSize: cfg.Ingest.QueueSize, Workers: cfg.Ingest.Workers,
 	}, st, log)
-	in.Start()
-	stops = append(stops, in.Shutdown)
-	wctx, wcancel := context.WithTimeout(ctx, brokerWait)
-	defer wcancel()
-	if err := in.WaitConnected(wctx); err != nil {
-		// The API is useful without the broker; the client keeps trying.
-		log.Warn("MQTT broker not reachable yet; retrying in the background", "broker", brokerURL)
+	bgDone.Add(2)
+	go func() {
+		defer bgDone.Done()
+		runner.Run(bg, st.RunWhileLeader)
+	}()
+	go func() {
+		defer bgDone.Done()
+		st.RunLeaderDuties(bg, cfg.Cluster.TickInterval)
+	}()
+	if cfg.Cluster.Join != "" && st.Fresh() {
+		bgDone.Add(1)
+		go func() {
+			defer bgDone.Done()
+			joinCluster(bg, cfg, st, token, log)
+		}()
+	}
+
+	if !cfg.Cluster.Clustered() {
+		// One node: it leads as soon as it has elected itself; give ingest a moment to
+		// subscribe before agents are told where to publish.
+		sctx, cancel := context.WithTimeout(ctx, startTimeout)
+		defer cancel()
+		if err := st.WaitLeader(sctx); err != nil {
+			return err
+		}
+		wctx, wcancel := context.WithTimeout(ctx, brokerWait)
+		defer wcancel()
+		if err := runner.WaitConnected(wctx); err != nil {
+			// The API is useful without the broker; the client keeps trying.
+			log.Warn("MQTT broker not reachable yet; retrying in the background", "broker", brokerURL)
+		}
 	}
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(),
-		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), in)
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), runner, st)
 	advertise := cfg.Broker.AdvertiseURL
 	if advertise == "" {
 		advertise = brokerURL
 	}
 	handler := api.New(api.Config{
 		AdminToken: token, BrokerURL: advertise, EnrollTTL: cfg.Enrollment.TokenTTL,
-		Gatherer: reg, IngestStats: func() any { return in.Stats() },
+		Gatherer: reg, IngestStats: func() any { return runner.Stats() },
 		OnEnroll: func(r store.EnrollResult) {
 			if r.Reenrolled {
-				in.ResetAck(r.Device.Tenant, r.Device.Device)
+				runner.ResetAck(r.Device.Tenant, r.Device.Device)
 			}
 		},
+		NoForward: !cfg.Cluster.Forward, EmbeddedBroker: embedded,
 	}, st, log)
 
 	ln, err := net.Listen("tcp", cfg.HTTP.Listen)
@@ -179,7 +214,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) (err error
 		return nil
 	})
 	log.Info("aggregator running", "http", "http://"+ln.Addr().String(), "broker", brokerURL,
-		"raft", cfg.Raft.Listen, "data_dir", cfg.DataDir)
+		"raft", cfg.Raft.Listen, "node_id", cfg.Raft.NodeID, "data_dir", cfg.DataDir)
 
 	select {
 	case <-ctx.Done():
@@ -188,6 +223,66 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) (err error
 	case err := <-served:
 		return fmt.Errorf("http server: %w", err)
 	}
+}
+
+func storeConfig(cfg *config.Config) store.Config {
+	r := cfg.Raft
+	return store.Config{
+		Dir: filepath.Join(cfg.DataDir, "store"), RaftListen: r.Listen, NodeID: r.NodeID,
+		HeartbeatTimeout: r.HeartbeatTimeout, ElectionTimeout: r.ElectionTimeout,
+		LeaderLeaseTimeout: r.LeaderLeaseTimeout, SnapshotThreshold: r.SnapshotThreshold,
+		SnapshotInterval: r.SnapshotInterval, TrailingLogs: r.TrailingLogs,
+		NoBootstrap: cfg.Cluster.Clustered(), APIURL: cfg.APIURL(),
+	}
+}
+
+// joinCluster asks the member at cluster.join to add this node, until it is added or
+// ctx ends. The member forwards the request to its leader.
+func joinCluster(ctx context.Context, cfg *config.Config, st *store.Store, token string,
+	log *slog.Logger) {
+	body, _ := json.Marshal(api.JoinRequest{
+		ID: cfg.Raft.NodeID, RaftAddr: cfg.Raft.Listen, APIURL: cfg.APIURL(),
+	})
+	client := &http.Client{Timeout: 30 * time.Second,
+		Transport: &http.Transport{DialContext: st.ClusterDialer().DialContext}}
+	url := strings.TrimRight(cfg.Cluster.Join, "/") + "/v1/cluster/join"
+	for attempt := 1; ; attempt++ {
+		err := postJoin(ctx, client, url, token, body)
+		if err == nil {
+			log.Info("joined the cluster", "via", cfg.Cluster.Join)
+			return
+		}
+		lvl := slog.LevelDebug
+		if attempt%10 == 1 {
+			lvl = slog.LevelWarn
+		}
+		log.Log(ctx, lvl, "join failed; retrying", "via", cfg.Cluster.Join, "attempt", attempt,
+			"err", err)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+func postJoin(ctx context.Context, c *http.Client, url, token string, body []byte) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := c.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s: %s", resp.Status, bytes.TrimSpace(msg))
+	}
+	return nil
 }
 
 // adminToken returns the configured admin token, or the one in the token file,
