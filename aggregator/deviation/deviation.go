@@ -1,5 +1,6 @@
 // Package deviation decides what an observed ruleset change means: which approved change
-// request (CR) covers it, or which deviation it raises.
+// request (CR) covers it, or which deviation it raises; what a CR's window closing finds;
+// and where every rule on a device came from.
 //
 // Everything here is a pure function of its arguments. The store calls it from inside the
 // replicated state machine, so it must stay deterministic: no clock, no randomness, no
@@ -7,16 +8,20 @@
 package deviation
 
 import (
+	"fmt"
+	"regexp"
+	"slices"
 	"time"
 
 	"github.com/fenceline/fenceline/aggregator/model"
 	"github.com/fenceline/fenceline/shared/ruleset"
 )
 
-// Observation is one change or reconcile event, reduced to what the engine needs.
+// Observation is one event's changes, reduced to what the engine needs.
 type Observation struct {
-	Tenant   string
-	Device   string
+	Tenant string
+	// Device is the device's record (its tags select CRs).
+	Device   *model.Device
 	EventID  string
 	Seq      uint64
 	Observed time.Time // the event's observed time; CR windows are checked against it
@@ -24,136 +29,477 @@ type Observation struct {
 	ObservedText string
 	Received     time.Time
 	Changes      []ruleset.Change
+	// Removed holds, parallel to Changes, the origin of the rule each rule_removed change
+	// takes away (nil where unknown or not a removal).
+	Removed []*model.Origin
+	// FirstDeviation is the number the first new deviation gets (DEV-%06d).
+	FirstDeviation uint64
+}
+
+// Input is the state the engine decides against.
+type Input struct {
+	// CRs are the tenant's CRs in creation order; CRs are tried in that order.
+	CRs []*model.CR
+	// Open are the device's open and acknowledged deviations, oldest first.
+	Open   []*model.Deviation
+	Policy *model.Policy
+}
+
+// Outcome is what one change turned out to be.
+type Outcome struct {
+	// CR authorized the change (or its rollback).
+	CR string
+	// Deviation was raised for it.
+	Deviation string
+	// Origin is the origin an added rule takes when neither a CR nor a new deviation
+	// explains it: a rule moved or put back keeps the origin it had.
+	Origin *model.Origin
 }
 
 // Result is what an observation does.
 type Result struct {
-	// Updated holds copies of the CRs whose planned changes were observed, in the order
-	// of the input; a CR whose every planned change is now observed is implemented.
+	// Updated holds copies of the CRs the changes touched, in creation order.
 	Updated []*model.CR
-	// Deviations are the changes no CR covers, in the order of the changes, without ids
-	// (the store numbers them).
+	// Deviations are the new deviations, numbered from FirstDeviation, in change order.
 	Deviations []model.Deviation
+	// Resolved are copies of open deviations the changes resolved (a rollback observed).
+	Resolved []*model.Deviation
+	// Outcomes are parallel to the observation's changes.
+	Outcomes []Outcome
 }
 
-// Evaluate matches every change of o against crs. A change is covered by a planned
-// change of a CR that
-//   - is approved or implemented,
-//   - targets o's device,
-//   - has its window (inclusive) around o's observed time,
-//   - has not been matched by an earlier change, and
-//   - has the same action, chain and rule text (see Covers).
+// engine holds one evaluation's working state.
+type engine struct {
+	o       Observation
+	in      Input
+	work    []*model.CR
+	touched []bool
+	res     Result
+	done    []bool // per change: decided
+}
+
+// Evaluate decides every change of o. In order, a change is
+//  1. covered by a planned change of an approved CR for the device, in its window, not
+//     yet seen on the device, with the same action, place and canonical text (and
+//     position, when the plan names one);
+//  2. the rollback, inside the window, of a change a CR made on the device;
+//  3. the undoing of an open unauthorized change, which resolves that deviation;
+//  4. a rule moved within its chain (removed and added again in one event), raised once
+//     as unauthorized;
+//  5. differs_from_spec, when a CR in its window planned a similar change in the same
+//     place that has not landed;
+//  6. out_of_window or unapproved, when a CR plans exactly this change but is outside its
+//     window or not approved;
+//  7. unauthorized otherwise.
 //
-// CRs are tried in the order given (the store passes them in creation order), and a
-// planned change covers at most one observed change. crs is not modified.
-func Evaluate(o Observation, crs []*model.CR) Result {
-	var res Result
-	work := make([]*model.CR, len(crs))
-	touched := make([]bool, len(crs))
-	for i, c := range crs {
-		work[i] = c
-	}
-	for _, ch := range o.Changes {
-		i, j, ok := find(o, work, ch)
-		if !ok {
-			res.Deviations = append(res.Deviations, unauthorized(o, ch))
-			continue
-		}
-		if !touched[i] {
-			work[i] = work[i].Clone()
-			touched[i] = true
-		}
-		cr := work[i]
-		cr.Changes[j].ObservedEvent = o.EventID
-		cr.Changes[j].ObservedSeq = o.Seq
-		if allObserved(cr) && cr.State == model.CRApproved {
-			cr.State = model.CRImplemented
-			cr.ImplementedAt = o.Observed
-		}
-		cr.UpdatedAt = o.Received
-	}
-	for i, c := range work {
-		if touched[i] {
-			res.Updated = append(res.Updated, c)
-		}
-	}
-	return res
-}
-
-// find returns the CR index and planned change index covering ch.
-func find(o Observation, crs []*model.CR, ch ruleset.Change) (int, int, bool) {
-	for i, cr := range crs {
-		if !eligible(o, cr) {
-			continue
-		}
-		for j := range cr.Changes {
-			p := &cr.Changes[j]
-			if !p.Observed() && Covers(*p, ch) {
-				return i, j, true
+// CRs that become complete are implemented. in is not modified.
+func Evaluate(o Observation, in Input) Result {
+	e := &engine{o: o, in: in, work: slices.Clone(in.CRs), touched: make([]bool, len(in.CRs)),
+		done: make([]bool, len(o.Changes))}
+	e.res.Outcomes = make([]Outcome, len(o.Changes))
+	steps := []func(int){e.cover, e.rollback, e.undo}
+	for _, step := range steps {
+		for i := range o.Changes {
+			if !e.done[i] {
+				step(i)
 			}
 		}
 	}
-	return 0, 0, false
+	e.moves()
+	for _, step := range []func(int){e.differs, e.misfit} {
+		for i := range o.Changes {
+			if !e.done[i] {
+				step(i)
+			}
+		}
+	}
+	for i, ch := range o.Changes {
+		if !e.done[i] {
+			d := e.deviation(model.Unauthorized, ch, nil, "")
+			if ch.Kind == ruleset.RuleRemoved && i < len(o.Removed) && o.Removed[i] != nil {
+				r := *o.Removed[i]
+				d.RuleOrigin = &r
+			}
+			e.raise(i, d)
+		}
+	}
+	for i, c := range e.work {
+		if !e.touched[i] {
+			continue
+		}
+		if c.State == model.CRApproved && c.Complete() {
+			c.ImplementedAt = o.Observed
+			c.SetState(model.CRImplemented, model.System,
+				"every planned change observed on every target device", o.Received)
+			if c.Type == model.CREmergency && in.Policy != nil && c.Review == nil {
+				c.ReviewDue = o.Observed.Add(in.Policy.EmergencyReviewDuration())
+			}
+		}
+		e.res.Updated = append(e.res.Updated, c)
+	}
+	return e.res
 }
 
-func eligible(o Observation, cr *model.CR) bool {
-	if cr.State != model.CRApproved && cr.State != model.CRImplemented {
-		return false
+// cr returns CR i for writing.
+func (e *engine) cr(i int) *model.CR {
+	if !e.touched[i] {
+		e.work[i] = e.work[i].Clone()
+		e.touched[i] = true
+		e.work[i].UpdatedAt = e.o.Received
 	}
-	if cr.Tenant != o.Tenant || cr.Device != o.Device {
-		return false
-	}
-	return !o.Observed.Before(cr.WindowStart) && !o.Observed.After(cr.WindowEnd)
+	return e.work[i]
 }
 
-// Covers reports whether planned change p describes the observed change ch: rule_added
-// for "add", rule_removed for "delete", the same "family table chain", and the same rule
-// text after collapsing whitespace.
-//
-// TODO: compare through a real nft-syntax parser into the canonical form, so that specs
-// written differently from nft's own listing (spacing inside quotes, implicit
-// defaults, set notation) still match; text comparison is exact apart from whitespace.
+// eligible reports whether CR i authorizes changes on the device at the observed time.
+func (e *engine) eligible(i int) bool {
+	c := e.work[i]
+	return c.Tenant == e.o.Tenant && c.State.Authorizing() && c.TargetsDevice(e.o.Device) &&
+		c.InWindow(e.o.Observed)
+}
+
+func (e *engine) observe(i, j int, outcome, actual, dev string) {
+	c := e.cr(i)
+	p := &c.Changes[j]
+	p.Observations = append(p.Observations, model.Observation{
+		Device: e.o.Device.Device, Outcome: outcome, Event: e.o.EventID, Seq: e.o.Seq,
+		Observed: e.o.ObservedText, Actual: actual, Deviation: dev,
+	})
+	if p.ObservedEvent == "" && outcome == model.Landed {
+		p.ObservedEvent, p.ObservedSeq = e.o.EventID, e.o.Seq
+	}
+}
+
+func (e *engine) decide(k int, out Outcome) {
+	e.done[k] = true
+	e.res.Outcomes[k] = out
+}
+
+// cover matches change k exactly against the planned changes of eligible CRs.
+func (e *engine) cover(k int) {
+	ch := e.o.Changes[k]
+	for i := range e.work {
+		if !e.eligible(i) {
+			continue
+		}
+		for j := range e.work[i].Changes {
+			p := &e.work[i].Changes[j]
+			if p.On(e.o.Device.Device) == nil && Covers(*p, ch) {
+				e.observe(i, j, model.Landed, "", "")
+				e.decide(k, Outcome{CR: e.work[i].ID})
+				return
+			}
+		}
+	}
+}
+
+// rollback recognizes change k undoing, inside the window, a change a CR made here.
+func (e *engine) rollback(k int) {
+	ch := e.o.Changes[k]
+	undo, ok := inverse(ch)
+	if !ok {
+		return
+	}
+	dev := e.o.Device.Device
+	for i := range e.work {
+		if !e.eligible(i) {
+			continue
+		}
+		for j := range e.work[i].Changes {
+			p := &e.work[i].Changes[j]
+			ob := p.On(dev)
+			if ob == nil || ob.Outcome != model.Landed || !Covers(*p, undo) {
+				continue
+			}
+			if ch.Kind == ruleset.RuleRemoved && k < len(e.o.Removed) && e.o.Removed[k] != nil &&
+				e.o.Removed[k].CR != e.work[i].ID {
+				continue // this copy of the rule has another origin
+			}
+			c := e.cr(i)
+			ob = c.Changes[j].On(dev)
+			ob.Outcome = model.RolledBack
+			ob.UndoneEvent, ob.UndoneSeq = e.o.EventID, e.o.Seq
+			e.decide(k, Outcome{CR: c.ID})
+			return
+		}
+	}
+}
+
+// undo recognizes change k undoing an open unauthorized change, and resolves that
+// deviation: the rollback was observed.
+func (e *engine) undo(k int) {
+	ch := e.o.Changes[k]
+	undo, ok := inverse(ch)
+	if !ok {
+		return
+	}
+	for _, d := range e.in.Open {
+		if d.State == model.DeviationResolved || d.Change != undo.Kind || !d.Kind.Undoable() ||
+			e.resolvedAlready(d.ID) || !sameItem(d, undo) {
+			continue
+		}
+		if ch.Kind == ruleset.RuleRemoved && k < len(e.o.Removed) && e.o.Removed[k] != nil &&
+			e.o.Removed[k].Deviation != d.ID {
+			continue // this copy of the rule has another origin
+		}
+		r := d.Clone()
+		r.ResolvedBy = e.o.EventID
+		r.SetState(model.DeviationResolved, model.System,
+			fmt.Sprintf("undone by event %d", e.o.Seq), model.ResolvedRollback, e.o.Received)
+		e.res.Resolved = append(e.res.Resolved, r)
+		e.decide(k, Outcome{Origin: d.RuleOrigin})
+		return
+	}
+}
+
+func (e *engine) resolvedAlready(id string) bool {
+	for _, r := range e.res.Resolved {
+		if r.ID == id {
+			return true
+		}
+	}
+	return false
+}
+
+// ChangeMoved is the change kind of a rule that moved inside its chain: one event removed
+// it at one position and added it at another.
+const ChangeMoved ruleset.ChangeKind = "rule_moved"
+
+// moves pairs an undecided removal and addition of the same rule in the same chain.
+func (e *engine) moves() {
+	for k, rm := range e.o.Changes {
+		if e.done[k] || rm.Kind != ruleset.RuleRemoved {
+			continue
+		}
+		for a, ad := range e.o.Changes {
+			if e.done[a] || ad.Kind != ruleset.RuleAdded || ad.Family != rm.Family ||
+				ad.Table != rm.Table || ad.Chain != rm.Chain || ad.Rule != rm.Rule {
+				continue
+			}
+			mv := ad
+			mv.Kind = ChangeMoved
+			mv.Before = fmt.Sprintf("position %d", rm.Position)
+			mv.After = fmt.Sprintf("position %d", ad.Position)
+			d := e.deviation(model.Unauthorized, mv, nil, "")
+			d.Detail = fmt.Sprintf("rule moved from position %d to %d", rm.Position, ad.Position)
+			var keep *model.Origin
+			if k < len(e.o.Removed) {
+				keep = e.o.Removed[k]
+			}
+			id := e.add(d)
+			e.decide(k, Outcome{Deviation: id})
+			e.decide(a, Outcome{Deviation: id, Origin: keep})
+			break
+		}
+	}
+}
+
+// differs matches change k against similar planned changes that have not landed.
+func (e *engine) differs(k int) {
+	ch := e.o.Changes[k]
+	dev := e.o.Device.Device
+	for i := range e.work {
+		if !e.eligible(i) {
+			continue
+		}
+		for j := range e.work[i].Changes {
+			p := &e.work[i].Changes[j]
+			if p.On(dev) != nil {
+				continue
+			}
+			fields, ok := Similar(*p, ch)
+			if !ok {
+				continue
+			}
+			d := e.deviation(model.DiffersFromSpec, ch, p, e.work[i].ID)
+			d.Fields = fields
+			d.Detail = fmt.Sprintf("%s planned change %d landed differently", e.work[i].ID, j+1)
+			id := e.add(d)
+			e.observe(i, j, model.LandedDifferently, actualText(ch), id)
+			e.decide(k, Outcome{Deviation: id})
+			return
+		}
+	}
+}
+
+// misfit raises out_of_window or unapproved when a CR plans exactly change k.
+func (e *engine) misfit(k int) {
+	ch := e.o.Changes[k]
+	for _, c := range e.work {
+		if c.Tenant != e.o.Tenant || !c.TargetsDevice(e.o.Device) {
+			continue
+		}
+		for j := range c.Changes {
+			p := &c.Changes[j]
+			if !Covers(*p, ch) {
+				continue
+			}
+			kind := model.Unapproved
+			why := c.ID + " plans this change but is " + string(c.State)
+			switch c.State {
+			case model.CRApproved, model.CRImplemented, model.CRVerified, model.CRFailed,
+				model.CRClosed:
+				kind = model.OutOfWindow
+				why = fmt.Sprintf("%s plans this change for %s to %s", c.ID,
+					c.WindowStart.Format(time.RFC3339), c.WindowEnd.Format(time.RFC3339))
+				if c.InWindow(e.o.Observed) {
+					// In the window, but the plan was used up: it happened once more.
+					kind = model.Unauthorized
+					why = c.ID + " planned this change once; it was observed again"
+				}
+			}
+			d := e.deviation(kind, ch, p, c.ID)
+			d.Detail = why
+			e.raise(k, d)
+			return
+		}
+	}
+}
+
+func (e *engine) raise(k int, d model.Deviation) {
+	e.decide(k, Outcome{Deviation: e.add(d)})
+}
+
+// add numbers a new deviation and returns its id.
+func (e *engine) add(d model.Deviation) string {
+	d.ID = DeviationID(e.o.FirstDeviation + uint64(len(e.res.Deviations)))
+	e.res.Deviations = append(e.res.Deviations, d)
+	return d.ID
+}
+
+// DeviationID is the id of the tenant's n-th deviation.
+func DeviationID(n uint64) string { return fmt.Sprintf("DEV-%06d", n) }
+
+func (e *engine) deviation(kind model.DeviationKind, ch ruleset.Change, p *model.PlannedChange,
+	cr string) model.Deviation {
+	d := model.Deviation{
+		Tenant: e.o.Tenant, Kind: kind, State: model.DeviationOpen, Device: e.o.Device.Device,
+		Change: ch.Kind, Family: ch.Family, Table: ch.Table, Chain: ch.Chain,
+		Position: ch.Position, Rule: ch.Rule, Set: ch.Set, Element: ch.Element,
+		Object: ch.Object, Before: ch.Before, After: ch.After, CR: cr,
+		EventID: e.o.EventID, Seq: e.o.Seq, Observed: e.o.ObservedText, Raised: e.o.Received,
+	}
+	if p != nil {
+		d.Planned = p.Describe()
+	}
+	return d
+}
+
+// actionOf maps a change kind to the planned action it would fulfil.
+func actionOf(k ruleset.ChangeKind) string {
+	switch k {
+	case ruleset.RuleAdded:
+		return model.ActionAdd
+	case ruleset.RuleRemoved:
+		return model.ActionDelete
+	case ruleset.ElementAdded:
+		return model.ActionAddElement
+	case ruleset.ElementRemoved:
+		return model.ActionDeleteElement
+	case ruleset.ChainPolicy:
+		return model.ActionPolicy
+	}
+	return ""
+}
+
+// where is the "family table name" of the chain or set a change is in.
+func where(ch ruleset.Change) string {
+	if ch.Kind == ruleset.ElementAdded || ch.Kind == ruleset.ElementRemoved {
+		return ch.Family + " " + ch.Table + " " + ch.Set
+	}
+	return ch.Family + " " + ch.Table + " " + ch.Chain
+}
+
+var policyRE = regexp.MustCompile(`policy (\w+);`)
+
+// PolicyOf returns the policy in a base chain's header, or "".
+func PolicyOf(header string) string {
+	if m := policyRE.FindStringSubmatch(header); m != nil {
+		return m[1]
+	}
+	return ""
+}
+
+// actualText is what landed, as the change says.
+func actualText(ch ruleset.Change) string {
+	switch ch.Kind {
+	case ruleset.ElementAdded, ruleset.ElementRemoved:
+		return ch.Element
+	case ruleset.ChainPolicy:
+		return PolicyOf(ch.After)
+	}
+	return ch.Rule
+}
+
+// Covers reports whether planned change p describes the observed change ch exactly: the
+// matching action, the same "family table chain" (or set), the same canonical text (or,
+// for plans stored without one, the same text with whitespace collapsed), and the same
+// position when the plan names one.
 func Covers(p model.PlannedChange, ch ruleset.Change) bool {
-	switch {
-	case p.Action == model.ActionAdd && ch.Kind == ruleset.RuleAdded:
-	case p.Action == model.ActionDelete && ch.Kind == ruleset.RuleRemoved:
-	default:
+	if actionOf(ch.Kind) != p.Action || p.Where() != where(ch) {
 		return false
 	}
-	chain := ruleset.ChainRef{Family: ch.Family, Table: ch.Table, Chain: ch.Chain}.String()
-	return model.NormalizeText(p.Chain) == chain &&
-		model.NormalizeText(p.Rule) == model.NormalizeText(ch.Rule)
-}
-
-func allObserved(cr *model.CR) bool {
-	for i := range cr.Changes {
-		if !cr.Changes[i].Observed() {
+	switch p.Action {
+	case model.ActionPolicy:
+		return p.Policy == PolicyOf(ch.After)
+	case model.ActionAdd:
+		if p.Position > 0 && p.Position != ch.Position {
 			return false
 		}
 	}
-	return true
+	got := actualText(ch)
+	if p.Canonical != "" {
+		return p.Canonical == got
+	}
+	return p.Text() == model.NormalizeText(got)
 }
 
-func unauthorized(o Observation, ch ruleset.Change) model.Deviation {
-	return model.Deviation{
-		Tenant:   o.Tenant,
-		Kind:     model.Unauthorized,
-		State:    model.DeviationOpen,
-		Device:   o.Device,
-		Change:   ch.Kind,
-		Family:   ch.Family,
-		Table:    ch.Table,
-		Chain:    ch.Chain,
-		Position: ch.Position,
-		Rule:     ch.Rule,
-		Set:      ch.Set,
-		Element:  ch.Element,
-		Object:   ch.Object,
-		Before:   ch.Before,
-		After:    ch.After,
-		EventID:  o.EventID,
-		Seq:      o.Seq,
-		Observed: o.ObservedText,
-		Raised:   o.Received,
+// inverse is the change that undoes ch.
+func inverse(ch ruleset.Change) (ruleset.Change, bool) {
+	out := ch
+	switch ch.Kind {
+	case ruleset.RuleAdded:
+		out.Kind = ruleset.RuleRemoved
+	case ruleset.RuleRemoved:
+		out.Kind = ruleset.RuleAdded
+	case ruleset.ElementAdded:
+		out.Kind = ruleset.ElementRemoved
+	case ruleset.ElementRemoved:
+		out.Kind = ruleset.ElementAdded
+	case ruleset.ChainPolicy:
+		out.Before, out.After = ch.After, ch.Before
+	case ruleset.TableAdded:
+		out.Kind = ruleset.TableRemoved
+	case ruleset.TableRemoved:
+		out.Kind = ruleset.TableAdded
+	case ruleset.ChainAdded:
+		out.Kind = ruleset.ChainRemoved
+	case ruleset.ChainRemoved:
+		out.Kind = ruleset.ChainAdded
+	case ruleset.SetAdded:
+		out.Kind = ruleset.SetRemoved
+	case ruleset.SetRemoved:
+		out.Kind = ruleset.SetAdded
+	default:
+		return ch, false
 	}
+	return out, true
+}
+
+// sameItem reports whether deviation d is about the item that change ch (the change d
+// recorded, reconstructed from its undoing) touches.
+func sameItem(d *model.Deviation, ch ruleset.Change) bool {
+	if d.Family != ch.Family || d.Table != ch.Table || d.Chain != ch.Chain {
+		return false
+	}
+	switch ch.Kind {
+	case ruleset.RuleAdded, ruleset.RuleRemoved:
+		return d.Rule == ch.Rule
+	case ruleset.ElementAdded, ruleset.ElementRemoved:
+		return d.Set == ch.Set && d.Element == ch.Element
+	case ruleset.ChainPolicy:
+		return d.After == ch.After && d.Before == ch.Before
+	case ruleset.SetAdded, ruleset.SetRemoved:
+		return d.Set == ch.Set
+	}
+	return true
 }

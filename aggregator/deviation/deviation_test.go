@@ -1,6 +1,7 @@
 package deviation
 
 import (
+	"reflect"
 	"testing"
 	"time"
 
@@ -183,9 +184,9 @@ func TestEvaluate(t *testing.T) {
 				before[i] = *c.Clone()
 			}
 			res := Evaluate(Observation{
-				Tenant: "acme", Device: "fw1", EventID: "e1", Seq: 7, Observed: obs,
+				Tenant: "acme", Device: &model.Device{Tenant: "acme", Device: "fw1"}, EventID: "e1", Seq: 7, Observed: obs,
 				ObservedText: obs.Format(time.RFC3339Nano), Received: obs, Changes: tc.changes,
-			}, tc.crs)
+			}, Input{CRs: tc.crs})
 			if len(res.Deviations) != tc.deviations {
 				t.Errorf("%d deviations, want %d: %+v", len(res.Deviations), tc.deviations, res.Deviations)
 			}
@@ -222,16 +223,16 @@ func TestEvaluate(t *testing.T) {
 func TestUnauthorizedFields(t *testing.T) {
 	ch := ruleset.Change{Kind: ruleset.RuleRemoved, Family: "ip", Table: "filter", Chain: "input",
 		Position: 4, Rule: "ct state invalid counter drop"}
-	res := Evaluate(Observation{Tenant: "acme", Device: "fw1", EventID: "e9", Seq: 12,
+	res := Evaluate(Observation{Tenant: "acme", Device: &model.Device{Tenant: "acme", Device: "fw1"}, EventID: "e9", Seq: 12,
 		Observed: t0, ObservedText: "2025-06-01T10:00:00Z", Received: t0.Add(time.Second),
-		Changes: []ruleset.Change{ch}}, nil)
+		Changes: []ruleset.Change{ch}}, Input{})
 	want := model.Deviation{
 		Tenant: "acme", Kind: model.Unauthorized, State: model.DeviationOpen, Device: "fw1",
 		Change: ruleset.RuleRemoved, Family: "ip", Table: "filter", Chain: "input", Position: 4,
 		Rule: "ct state invalid counter drop", EventID: "e9", Seq: 12,
 		Observed: "2025-06-01T10:00:00Z", Raised: t0.Add(time.Second),
 	}
-	if len(res.Deviations) != 1 || res.Deviations[0] != want {
+	if len(res.Deviations) != 1 || !reflect.DeepEqual(res.Deviations[0], want) {
 		t.Fatalf("got %+v\nwant %+v", res.Deviations, want)
 	}
 }

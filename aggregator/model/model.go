@@ -1,10 +1,12 @@
 // Package model holds the aggregator's records as they are stored in the replicated state
-// and shown by the HTTP API: enrollments, devices, events, change requests (CRs) and
-// deviations. The records are plain data; the store decides how they change and the
-// deviation engine decides what an observed change means.
+// and shown by the HTTP API: enrollments, devices, events, change requests (CRs), tenant
+// policies, API tokens, deviations and rule provenance. The records are plain data; the
+// store decides how they change and the deviation engine decides what an observed change
+// means.
 package model
 
 import (
+	"slices"
 	"strings"
 	"time"
 
@@ -49,6 +51,9 @@ type Device struct {
 	LastHeartbeat time.Time `json:"last_heartbeat,omitzero"`
 	// Digest is the live ruleset digest as the newest event reported it.
 	Digest string `json:"digest,omitempty"`
+	// Tags group devices for CRs and standard-change templates that select devices by
+	// tag (`edge`, `branch`). Sorted, unique.
+	Tags []string `json:"tags,omitempty"`
 	// RulesetSeq is the sequence number of the baseline or reconcile event whose full
 	// ruleset is stored for the device.
 	// TODO: apply change events to the stored ruleset so it stays current between full
@@ -80,140 +85,14 @@ type Event struct {
 	Envelope []byte `json:"envelope,omitempty"`
 }
 
-// CRState is where a change request is in its life.
-type CRState string
-
-// CR states. Only submitted, approved and implemented are reached today.
-// TODO: draft, rejected, verified, closed, cancelled and failed need the per-tenant
-// policy and post-implementation review that come later.
-const (
-	CRDraft       CRState = "draft"
-	CRSubmitted   CRState = "submitted"
-	CRApproved    CRState = "approved"
-	CRRejected    CRState = "rejected"
-	CRImplemented CRState = "implemented"
-	CRVerified    CRState = "verified"
-	CRClosed      CRState = "closed"
-	CRCancelled   CRState = "cancelled"
-	CRFailed      CRState = "failed"
-)
-
-// Planned change actions.
-const (
-	ActionAdd    = "add"
-	ActionDelete = "delete"
-)
-
-// CR is a change request.
-type CR struct {
-	Tenant      string          `json:"tenant"`
-	ID          string          `json:"id"`
-	Number      uint64          `json:"number"` // creation order within the tenant
-	Title       string          `json:"title"`
-	Requester   string          `json:"requester"`
-	Device      string          `json:"device"`
-	WindowStart time.Time       `json:"window_start"`
-	WindowEnd   time.Time       `json:"window_end"`
-	Changes     []PlannedChange `json:"changes"`
-	State       CRState         `json:"state"`
-	Approvals   []Approval      `json:"approvals,omitempty"`
-	CreatedAt   time.Time       `json:"created_at"`
-	UpdatedAt   time.Time       `json:"updated_at"`
-	// ImplementedAt is the observed time of the event that completed the CR.
-	ImplementedAt time.Time `json:"implemented_at,omitzero"`
-}
-
-// PlannedChange is one change a CR authorizes.
-type PlannedChange struct {
-	Action string `json:"action"` // ActionAdd or ActionDelete
-	Chain  string `json:"chain"`  // "family table chain"
-	Rule   string `json:"rule"`   // nft rule text
-	// ObservedEvent and ObservedSeq name the event that carried this change, once seen.
-	ObservedEvent string `json:"observed_event,omitempty"`
-	ObservedSeq   uint64 `json:"observed_seq,string,omitempty"`
-}
-
-// Observed reports whether the planned change has been seen on the device.
-func (p *PlannedChange) Observed() bool { return p.ObservedEvent != "" }
-
-// Approval is one approver's approval.
-type Approval struct {
-	Approver string    `json:"approver"`
-	At       time.Time `json:"at"`
-}
-
-// Clone returns a deep copy of the CR.
-func (c *CR) Clone() *CR {
-	out := *c
-	out.Changes = append([]PlannedChange(nil), c.Changes...)
-	out.Approvals = append([]Approval(nil), c.Approvals...)
-	return &out
-}
-
-// DeviationKind names why a change is a deviation.
-type DeviationKind string
-
-// Deviation kinds. Only unauthorized is raised today.
-// TODO: unapproved, out_of_window, differs_from_spec, incomplete, emergency_review_due and
-// the record-trust kinds (agent_silent, gap, bad_signature) need CR policy, timers and
-// ingest findings carried into the state machine.
-const (
-	Unauthorized DeviationKind = "unauthorized"
-)
-
-// DeviationState is where a deviation is in its life.
-type DeviationState string
-
-// Deviation states.
-// TODO: acknowledging and resolving deviations (with who and why) is not built yet.
-const (
-	DeviationOpen         DeviationState = "open"
-	DeviationAcknowledged DeviationState = "acknowledged"
-	DeviationResolved     DeviationState = "resolved"
-)
-
-// Deviation is an observed change that no approval covers.
-type Deviation struct {
-	Tenant string         `json:"tenant"`
-	ID     string         `json:"id"`
-	Kind   DeviationKind  `json:"kind"`
-	State  DeviationState `json:"state"`
-	Device string         `json:"device"`
-	// Change is the kind of ruleset change; the fields after it say where it happened
-	// and which of them are set depends on it.
-	Change   ruleset.ChangeKind `json:"change"`
-	Family   string             `json:"family"`
-	Table    string             `json:"table"`
-	Chain    string             `json:"chain,omitempty"`
-	Position int                `json:"position,omitempty"`
-	Rule     string             `json:"rule,omitempty"`
-	Set      string             `json:"set,omitempty"`
-	Element  string             `json:"element,omitempty"`
-	Object   string             `json:"object,omitempty"`
-	Before   string             `json:"before,omitempty"`
-	After    string             `json:"after,omitempty"`
-	EventID  string             `json:"event_id"`
-	Seq      uint64             `json:"seq,string"`
-	Observed string             `json:"observed"` // the event's observed time
-	Raised   time.Time          `json:"raised"`   // when the aggregator accepted the event
-}
-
-// What describes the changed item in a few words: the rule text, or the set element,
-// set, object or chain.
-func (d *Deviation) What() string {
-	switch {
-	case d.Rule != "":
-		return d.Rule
-	case d.Element != "":
-		return "element " + d.Element + " in set " + d.Set
-	case d.Set != "":
-		return "set " + d.Set
-	case d.Object != "":
-		return d.Object
-	case d.Chain != "":
-		return "chain " + d.Chain
+// HasTags reports whether the device carries every one of tags.
+func (d *Device) HasTags(tags []string) bool {
+	for _, t := range tags {
+		if !slices.Contains(d.Tags, t) {
+			return false
+		}
 	}
-	return "table " + d.Family + " " + d.Table
+	return true
 }
 
 // NormalizeText collapses runs of whitespace to one space and trims the ends: the

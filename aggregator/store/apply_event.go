@@ -145,7 +145,7 @@ func applyAppendEvent(tx *bolt.Tx, c *appendEventCmd) (any, error) {
 	if e.Kind == event.Change || e.Kind == event.Reconcile {
 		// TODO: a baseline after a re-enrollment replaces a known state without a diff;
 		// what changed in between is not evaluated yet.
-		if err := evaluate(tx, c, e, id, res, &rec); err != nil {
+		if err := evaluate(tx, c, &d, e, id, res, &rec); err != nil {
 			return nil, err
 		}
 	}
@@ -186,7 +186,7 @@ func putEvent(tx *bolt.Tx, dkey []byte, n uint64, rec *model.Event, envelope []b
 
 // evaluate runs the deviation engine for a change or reconcile event and stores what it
 // decided: CRs whose planned changes were observed, and numbered deviations.
-func evaluate(tx *bolt.Tx, c *appendEventCmd, e *event.Event, id string, res *AppendResult,
+func evaluate(tx *bolt.Tx, c *appendEventCmd, d *model.Device, e *event.Event, id string, res *AppendResult,
 	rec *model.Event) error {
 	observed, err := e.ObservedTime()
 	if err != nil {
@@ -197,9 +197,9 @@ func evaluate(tx *bolt.Tx, c *appendEventCmd, e *event.Event, id string, res *Ap
 		return err
 	}
 	out := deviation.Evaluate(deviation.Observation{
-		Tenant: c.Tenant, Device: c.Device, EventID: id, Seq: e.Seq,
+		Tenant: c.Tenant, Device: d, EventID: id, Seq: e.Seq,
 		Observed: observed, ObservedText: e.Observed, Received: c.ReceivedAt, Changes: e.Changes,
-	}, crs)
+	}, deviation.Input{CRs: crs})
 	crb := tx.Bucket(bucketCRs)
 	for _, cr := range out.Updated {
 		if err := putJSON(crb, tenantKey(cr.Tenant, cr.ID), cr); err != nil {
