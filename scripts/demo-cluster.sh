@@ -23,7 +23,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+if [[ -t 1 ]]; then bold=$'\033[1m' plain=$'\033[0m'; else bold='' plain=''; fi
+say() { printf '\n%s== %s%s\n' "$bold" "$*" "$plain"; }
 api() { echo "http://127.0.0.1$1:8443"; }
 ctl() { local n=$1; shift; "$bin/fencectl" --server "$(api "$n")" --token "$token" --tenant acme "$@"; }
 wait_for() { # wait_for SECONDS DESCRIPTION COMMAND...

@@ -33,7 +33,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+if [[ -t 1 ]]; then bold=$'\033[1m' plain=$'\033[0m'; else bold='' plain=''; fi
+say() { printf '\n%s== %s%s\n' "$bold" "$*" "$plain"; }
 fnft() { ip netns exec "$ns" nft "$@"; }
 ctl() { "$bin/fencectl" --server "$api" --token-file "$work/aggregator/admin.token" --tenant "$tenant" "$@"; }
 
