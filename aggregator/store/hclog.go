@@ -22,6 +22,9 @@ func newRaftLogger(log *slog.Logger) hclog.Logger {
 	return l
 }
 
+// electionStarted is raft's warning when a follower has heard from no leader.
+const electionStarted = "heartbeat timeout reached, starting election"
+
 type slogSink struct{ log *slog.Logger }
 
 // Accept receives one hclog record.
@@ -30,6 +33,10 @@ func (s *slogSink) Accept(name string, level hclog.Level, msg string, args ...an
 	switch {
 	case level >= hclog.Error:
 		lvl = slog.LevelError
+	case level == hclog.Warn && msg == electionStarted:
+		// Every start of a node, and a single node's bootstrap, begins with this; it
+		// is worth seeing, not a warning. A lost leader shows as a state change too.
+		lvl = slog.LevelInfo
 	case level == hclog.Warn:
 		lvl = slog.LevelWarn
 	case level == hclog.Info:
