@@ -124,7 +124,10 @@ type EmbeddedBrokerConfig struct {
 // IngestConfig bounds the ingest pipeline.
 type IngestConfig struct {
 	QueueSize int `mapstructure:"queue_size"`
-	Workers   int `mapstructure:"workers"`
+	// QueueBytes bounds the payload bytes waiting, in total; at least the largest
+	// envelope (64 MiB).
+	QueueBytes int64 `mapstructure:"queue_bytes"`
+	Workers    int   `mapstructure:"workers"`
 }
 
 // EnrollmentConfig configures enrollment tokens.
@@ -162,6 +165,7 @@ var defaults = map[string]any{
 	"broker.advertise_url":      "",
 	"embedded_broker.listen":    "127.0.0.1:1883",
 	"ingest.queue_size":         1024,
+	"ingest.queue_bytes":        256 << 20,
 	"ingest.workers":            4,
 	"enrollment.token_ttl":      "24h",
 }
@@ -295,6 +299,10 @@ func (c *Config) Validate() error {
 	if c.Ingest.Workers < 1 || c.Ingest.QueueSize < c.Ingest.Workers {
 		bad("ingest: want workers >= 1 and queue_size >= workers, have %d and %d",
 			c.Ingest.Workers, c.Ingest.QueueSize)
+	}
+	if c.Ingest.QueueBytes < event.MaxEnvelopeSize {
+		bad("ingest.queue_bytes %d is below the largest envelope (%d bytes)",
+			c.Ingest.QueueBytes, event.MaxEnvelopeSize)
 	}
 	if c.Enrollment.TokenTTL <= 0 || c.Enrollment.TokenTTL > 30*24*time.Hour {
 		bad("enrollment.token_ttl %s: want more than 0 and at most 720h", c.Enrollment.TokenTTL)

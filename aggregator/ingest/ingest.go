@@ -63,6 +63,11 @@ type Config struct {
 	Password string
 	// QueueSize bounds the messages waiting for the workers, in total.
 	QueueSize int
+	// QueueBytes bounds the payload bytes of the messages waiting for the workers, in
+	// total, so that large messages (baselines, or garbage) cannot fill memory. A message
+	// larger than the bound is dropped whenever anything else is queued; the
+	// configuration keeps it at least event.MaxEnvelopeSize.
+	QueueBytes int64
 	// Workers is how many messages are processed at once (different devices only).
 	Workers int
 	// AckTimeout bounds the wait for an ack's PUBACK.
@@ -91,7 +96,13 @@ func (c *Config) setDefaults() {
 	if c.AckTimeout <= 0 {
 		c.AckTimeout = 5 * time.Second
 	}
+	if c.QueueBytes <= 0 {
+		c.QueueBytes = DefaultQueueBytes
+	}
 }
+
+// DefaultQueueBytes is the default bound on queued payload bytes.
+const DefaultQueueBytes = 256 << 20
 
 type message struct {
 	topic    string
@@ -115,6 +126,7 @@ type Ingester struct {
 	ctx        context.Context // for store calls; cancelled when Shutdown gives up
 	cancel     context.CancelFunc
 	connected  chan struct{} // receives a value on each connection
+	queued     atomic.Int64  // payload bytes waiting in queues
 	subscribed atomic.Bool   // connected and subscribed
 	stopOnce   sync.Once
 }
@@ -237,9 +249,24 @@ func (in *Ingester) onMessage(_ mqtt.Client, m mqtt.Message) {
 		return
 	default:
 	}
+	n := int64(len(msg.payload))
+	if n > event.MaxEnvelopeSize {
+		// Refused before it is queued: no agent sends this, and holding it costs memory.
+		in.rejected(msg.topic, ReasonTooLarge, 0,
+			fmt.Errorf("%w: %d bytes", event.ErrTooLarge, n))
+		return
+	}
+	if in.queued.Add(n) > in.cfg.QueueBytes {
+		in.queued.Add(-n)
+		in.count.dropped.Add(1)
+		in.log.Warn("ingest queue holds its byte limit; message dropped, the agent will resend",
+			"topic", msg.topic, "bytes", n, "queue_bytes", in.cfg.QueueBytes)
+		return
+	}
 	select {
 	case in.queues[in.shard(msg.topic)] <- msg:
 	default:
+		in.queued.Add(-n)
 		in.count.dropped.Add(1)
 		in.log.Warn("ingest queue full; message dropped, the agent will resend",
 			"topic", msg.topic)
@@ -261,6 +288,7 @@ func (in *Ingester) work(q chan message, out chan<- inflight) {
 			return
 		case m := <-q:
 			f, ok := in.process(m)
+			in.queued.Add(-int64(len(m.payload)))
 			if !ok {
 				continue
 			}

@@ -2,6 +2,7 @@ package ingest_test
 
 import (
 	"context"
+	"crypto/ed25519"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -262,4 +263,66 @@ func testPersistentSession(t *testing.T, url string) {
 		evs, _ := s.Events("acme", "fw1", store.EventQuery{})
 		return len(evs) == 1 && evs[0].ID == evID
 	})
+}
+
+// gatedStore holds every key lookup until the gate opens, so that messages pile up in
+// the ingester's queue.
+type gatedStore struct {
+	*store.Store
+	gate chan struct{}
+}
+
+func (g gatedStore) KeyFor(tenant, device, keyID string) (ed25519.PublicKey, error) {
+	<-g.gate
+	return g.Store.KeyFor(tenant, device, keyID)
+}
+
+// TestQueueByteBound floods one device's topic with large garbage while the worker is
+// busy: the queue keeps no more than its byte bound, the rest is dropped and counted,
+// and the event ahead of the flood is still stored.
+func TestQueueByteBound(t *testing.T) {
+	url := startEmbedded(t)
+	s := teststore.NewStore(t)
+	g := gatedStore{Store: s, gate: make(chan struct{})}
+	const chunk = 300 << 10
+	in := ingest.New(ingest.Config{BrokerURL: url, ClientID: "aggregator-" + t.Name(),
+		Workers: 1, QueueBytes: 3*chunk + chunk/2}, g, testenv.Logger(t))
+	in.Start()
+	t.Cleanup(func() { in.Shutdown(context.Background()) })
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	if err := in.WaitConnected(ctx); err != nil {
+		t.Fatal(err)
+	}
+	a := testenv.NewAgent("acme", "fw1")
+	teststore.Enroll(t, s, a)
+	pub := client(t, url)
+	topic := event.DeviceTopic("acme", "fw1", event.TopicEvents)
+	good, goodID := a.Next(event.Baseline)
+	publish(t, pub, topic, good)
+	testenv.WaitFor(t, 10*time.Second, "the worker to take the first event", func() bool {
+		return in.Stats().Received == 1
+	})
+	garbage := []byte(strings.Repeat("x", chunk))
+	const flood = 10
+	for range flood {
+		publish(t, pub, topic, garbage)
+	}
+	testenv.WaitFor(t, 10*time.Second, "the flood received", func() bool {
+		return in.Stats().Received == 1+flood
+	})
+	close(g.gate)
+	testenv.WaitFor(t, 10*time.Second, "the queue drained", func() bool {
+		st := in.Stats()
+		return st.Accepted == 1 && st.Rejected[ingest.ReasonMalformed]+st.Dropped == flood
+	})
+	// The first event is held by the worker and counts against the bound: three
+	// garbage messages fit beside it.
+	if st := in.Stats(); st.Rejected[ingest.ReasonMalformed] != 3 || st.Dropped != flood-3 {
+		t.Fatalf("malformed %d, dropped %d; want 3 and %d", st.Rejected[ingest.ReasonMalformed],
+			st.Dropped, flood-3)
+	}
+	if evs, _ := s.Events("acme", "fw1", store.EventQuery{}); len(evs) != 1 || evs[0].ID != goodID {
+		t.Fatalf("stored %+v, want the first event", evs)
+	}
 }

@@ -143,7 +143,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) (err error
 	})
 	runner := ingest.NewRunner(ingest.Config{
 		BrokerURL: brokerURL, ClientID: cfg.Broker.ClientID, Username: cfg.Broker.Username,
-		Password: cfg.Broker.Password, QueueSize: cfg.Ingest.QueueSize, Workers: cfg.Ingest.Workers,
+		Password: cfg.Broker.Password, QueueSize: cfg.Ingest.QueueSize, QueueBytes: cfg.Ingest.QueueBytes, Workers: cfg.Ingest.Workers,
 	}, st, log)
 	bgDone.Add(2)
 	go func() {
