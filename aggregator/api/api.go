@@ -38,6 +38,9 @@ type Config struct {
 	Gatherer prometheus.Gatherer
 	// IngestStats returns the ingest counters for /v1/stats; nil leaves them out.
 	IngestStats func() any
+	// IngestHealth reports whether ingest is working (on the leader: connected to the
+	// broker); /healthz answers 503 with its error. nil leaves it out.
+	IngestHealth func() error
 	// OnEnroll is called after a device enrolled (the ingester resets a re-enrolled
 	// device's retained ack).
 	OnEnroll func(store.EnrollResult)
@@ -199,6 +202,11 @@ func (s *Server) stats(w http.ResponseWriter, _ *http.Request) error {
 func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) error {
 	if err := s.store.Health(); err != nil {
 		return &Error{Status: http.StatusServiceUnavailable, Msg: "unhealthy: " + err.Error()}
+	}
+	if s.cfg.IngestHealth != nil {
+		if err := s.cfg.IngestHealth(); err != nil {
+			return &Error{Status: http.StatusServiceUnavailable, Msg: "unhealthy: " + err.Error()}
+		}
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ok", "raft_state": s.store.RaftState()})
 	return nil

@@ -2,6 +2,7 @@ package ingest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync/atomic"
@@ -63,6 +64,23 @@ func (r *Runner) WaitConnected(ctx context.Context) error {
 		case <-t.C:
 		}
 	}
+}
+
+// ErrNotConnected is Health's answer while the leader's ingester has no broker
+// connection.
+var ErrNotConnected = errors.New("ingest: not connected to the MQTT broker")
+
+// Health reports whether ingest works where it should: on the leader, the ingester
+// must be connected and subscribed. A follower does not ingest and is healthy.
+func (r *Runner) Health() error {
+	in := r.cur.Load()
+	if in == nil {
+		return nil
+	}
+	if !in.subscribed.Load() || !in.client.IsConnectionOpen() || !in.acks.IsConnectionOpen() {
+		return fmt.Errorf("%w %s", ErrNotConnected, r.cfg.BrokerURL)
+	}
+	return nil
 }
 
 // Active reports whether this node is ingesting now.

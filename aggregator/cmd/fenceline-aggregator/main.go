@@ -84,9 +84,12 @@ func newLogger(c config.LogConfig, w io.Writer) (*slog.Logger, error) {
 // Timeouts of the process's life.
 const (
 	startTimeout    = 30 * time.Second // raft election at start
-	brokerWait      = 10 * time.Second // first broker connection before the API opens
 	shutdownTimeout = 15 * time.Second // all components together
 )
+
+// brokerWait bounds the wait for the first broker connection before the API opens (a
+// variable for tests).
+var brokerWait = 10 * time.Second
 
 // serve runs the aggregator until ctx ends, then stops its parts in order: API, ingest,
 // store, embedded broker.
@@ -188,6 +191,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) (err error
 	handler := api.New(api.Config{
 		AdminToken: token, BrokerURL: advertise, EnrollTTL: cfg.Enrollment.TokenTTL,
 		Gatherer: reg, IngestStats: func() any { return runner.Stats() },
+		IngestHealth: runner.Health,
 		OnEnroll: func(r store.EnrollResult) {
 			if r.Reenrolled {
 				runner.ResetAck(r.Device.Tenant, r.Device.Device)

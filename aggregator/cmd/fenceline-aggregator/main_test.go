@@ -18,13 +18,18 @@ import (
 // start runs serve with the example config on free loopback ports until the test stops
 // it; it returns the API URL and a stop function that reports serve's error.
 func start(t *testing.T, dataDir, raftAddr string) (string, func() error) {
+	return startWith(t, dataDir, raftAddr, http.StatusOK)
+}
+
+// startWith is start with more flags, waiting until /healthz answers status.
+func startWith(t *testing.T, dataDir, raftAddr string, status int, flags ...string) (string, func() error) {
 	t.Helper()
 	httpAddr := testenv.FreeAddr(t)
-	cfg, err := config.Load(config.NewFlagSet("test"), []string{
+	cfg, err := config.Load(config.NewFlagSet("test"), append([]string{
 		"--config", "../../../configs/aggregator.yaml", "--data-dir", dataDir,
 		"--http-listen", httpAddr, "--raft-listen", raftAddr,
 		"--embedded-broker-listen", testenv.FreeAddr(t),
-	})
+	}, flags...))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -59,9 +64,33 @@ func start(t *testing.T, dataDir, raftAddr string) (string, func() error) {
 			return false
 		}
 		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
+		return resp.StatusCode == status
 	})
 	return url, stop
+}
+
+// TestHealthzWithoutBroker: an aggregator whose external broker does not answer serves
+// its API but is not healthy, and says why.
+func TestHealthzWithoutBroker(t *testing.T) {
+	brokerWait = 200 * time.Millisecond
+	t.Cleanup(func() { brokerWait = 10 * time.Second })
+	// A loopback port nobody listens on.
+	broker := "tcp://" + testenv.FreeAddr(t)
+	url, stop := startWith(t, filepath.Join(t.TempDir(), "data"), testenv.FreeAddr(t),
+		http.StatusServiceUnavailable, "--broker-url", broker)
+	resp, err := http.Get(url + "/healthz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(body), "not connected to the MQTT broker") ||
+		!strings.Contains(string(body), broker) {
+		t.Fatalf("healthz %d: %s", resp.StatusCode, body)
+	}
+	if err := stop(); err != nil {
+		t.Fatalf("serve: %v", err)
+	}
 }
 
 func TestServe(t *testing.T) {
