@@ -127,6 +127,7 @@ type Ingester struct {
 	cancel     context.CancelFunc
 	connected  chan struct{} // receives a value on each connection
 	queued     atomic.Int64  // payload bytes waiting in queues
+	queuedN    atomic.Int64  // messages waiting in queues
 	subscribed atomic.Bool   // connected and subscribed
 	stopOnce   sync.Once
 }
@@ -150,9 +151,12 @@ func newIngester(cfg Config, st Store, log *slog.Logger, count *counters) *Inges
 		connected: make(chan struct{}, 1),
 	}
 	in.ctx, in.cancel = context.WithCancel(context.Background())
+	// One device's messages all go to one worker: a busy device may use the whole queue
+	// (queuedN bounds the total), so that an agent replaying a backlog with its full
+	// window in flight is not cut off at a fraction of it.
 	per := cfg.QueueSize / cfg.Workers
 	for range cfg.Workers {
-		in.queues = append(in.queues, make(chan message, per))
+		in.queues = append(in.queues, make(chan message, cfg.QueueSize))
 		in.inflight = append(in.inflight, make(chan inflight, per))
 	}
 	opts := mqtt.NewClientOptions().
@@ -256,8 +260,16 @@ func (in *Ingester) onMessage(_ mqtt.Client, m mqtt.Message) {
 			fmt.Errorf("%w: %d bytes", event.ErrTooLarge, n))
 		return
 	}
+	if in.queuedN.Add(1) > int64(in.cfg.QueueSize) {
+		in.queuedN.Add(-1)
+		in.count.dropped.Add(1)
+		in.log.Warn("ingest queue full; message dropped, the agent will resend",
+			"topic", msg.topic, "queue_size", in.cfg.QueueSize)
+		return
+	}
 	if in.queued.Add(n) > in.cfg.QueueBytes {
 		in.queued.Add(-n)
+		in.queuedN.Add(-1)
 		in.count.dropped.Add(1)
 		in.log.Warn("ingest queue holds its byte limit; message dropped, the agent will resend",
 			"topic", msg.topic, "bytes", n, "queue_bytes", in.cfg.QueueBytes)
@@ -265,8 +277,9 @@ func (in *Ingester) onMessage(_ mqtt.Client, m mqtt.Message) {
 	}
 	select {
 	case in.queues[in.shard(msg.topic)] <- msg:
-	default:
+	default: // not reached: every channel holds QueueSize
 		in.queued.Add(-n)
+		in.queuedN.Add(-1)
 		in.count.dropped.Add(1)
 		in.log.Warn("ingest queue full; message dropped, the agent will resend",
 			"topic", msg.topic)
@@ -289,6 +302,7 @@ func (in *Ingester) work(q chan message, out chan<- inflight) {
 		case m := <-q:
 			f, ok := in.process(m)
 			in.queued.Add(-int64(len(m.payload)))
+			in.queuedN.Add(-1)
 			if !ok {
 				continue
 			}

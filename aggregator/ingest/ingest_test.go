@@ -326,3 +326,46 @@ func TestQueueByteBound(t *testing.T) {
 		t.Fatalf("stored %+v, want the first event", evs)
 	}
 }
+
+// TestOneDeviceUsesWholeQueue: one device's messages all go to one worker, yet they
+// may fill the whole queue (an agent replaying a backlog has its window in flight);
+// beyond it, messages are dropped and counted.
+func TestOneDeviceUsesWholeQueue(t *testing.T) {
+	url := startEmbedded(t)
+	s := teststore.NewStore(t)
+	g := gatedStore{Store: s, gate: make(chan struct{})}
+	const size = 8
+	in := ingest.New(ingest.Config{BrokerURL: url, ClientID: "aggregator-" + t.Name(),
+		Workers: 4, QueueSize: size}, g, testenv.Logger(t))
+	in.Start()
+	t.Cleanup(func() { in.Shutdown(context.Background()) })
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	if err := in.WaitConnected(ctx); err != nil {
+		t.Fatal(err)
+	}
+	a := testenv.NewAgent("acme", "fw1")
+	teststore.Enroll(t, s, a)
+	pub := client(t, url)
+	topic := event.DeviceTopic("acme", "fw1", event.TopicEvents)
+	var ids []string
+	for range size + 2 {
+		env, id := a.Next(event.Heartbeat)
+		ids = append(ids, id)
+		publish(t, pub, topic, env)
+	}
+	testenv.WaitFor(t, 10*time.Second, "all received", func() bool {
+		return in.Stats().Received == size+2
+	})
+	close(g.gate)
+	// The message in the worker's hands counts until it is done: the first size are
+	// taken, the last two dropped.
+	testenv.WaitFor(t, 10*time.Second, "the queue drained", func() bool {
+		st := in.Stats()
+		return st.Accepted == size && st.Dropped == 2
+	})
+	evs, _ := s.Events("acme", "fw1", store.EventQuery{})
+	if len(evs) != size || evs[len(evs)-1].ID != ids[size-1] {
+		t.Fatalf("stored %d events, want the first %d", len(evs), size)
+	}
+}
