@@ -105,8 +105,11 @@ func run() error {
 		return err
 	}
 	var committed, emptied time.Duration
+	var agentAnon, aggAnon int // peak anonymous RSS seen, kB
 	last := time.Now()
 	for committed == 0 || emptied == 0 {
+		agentAnon = max(agentAnon, rssAnon(ag.Pid()))
+		aggAnon = max(aggAnon, rssAnon(agg.Pid()))
 		if ag.Exited() || agg.Exited() {
 			return fmt.Errorf("a process exited\n%s", l.Logs(40))
 		}
@@ -132,7 +135,10 @@ func run() error {
 	fmt.Printf("replay of %d events: committed at the aggregator in %s (%.0f events/s); "+
 		"agent outbox empty after %s\n", *n, committed.Round(time.Millisecond),
 		float64(*n)/committed.Seconds(), emptied.Round(time.Millisecond))
-	fmt.Printf("peak RSS: agent %s, aggregator %s\n", hwm(ag.Pid()), hwm(agg.Pid()))
+	fmt.Printf("peak RSS (VmHWM, with bbolt's mapped file pages): agent %s, aggregator %s\n",
+		hwm(ag.Pid()), hwm(agg.Pid()))
+	fmt.Printf("peak anonymous RSS (RssAnon sampled every 100 ms): agent %d kB, aggregator %d kB\n",
+		agentAnon, aggAnon)
 	return nil
 }
 
@@ -217,6 +223,22 @@ func hwm(pid int) string {
 		}
 	}
 	return "?"
+}
+
+// rssAnon is the process's anonymous resident memory in kB (heap and stacks, without
+// mapped files such as bbolt's), or 0.
+func rssAnon(pid int) int {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == "RssAnon:" {
+			n, _ := strconv.Atoi(f[1])
+			return n
+		}
+	}
+	return 0
 }
 
 func must[T any](v T, err error) T {
