@@ -37,12 +37,13 @@ func putDevState(tx *bolt.Tx, st *model.DeviceState) error {
 // originOf is the origin an added rule takes from the engine's outcome.
 func originOf(out deviation.Outcome, ev model.Origin) model.Origin {
 	switch {
+	case out.Origin != nil:
+		// A rule moved or put back keeps the origin it had.
+		return *out.Origin
 	case out.CR != "":
 		ev.Source, ev.CR = model.SourceCR, out.CR
 	case out.Deviation != "":
 		ev.Source, ev.Deviation = model.SourceUnauthorized, out.Deviation
-	case out.Origin != nil:
-		return *out.Origin
 	default:
 		ev.Source = model.SourceUnauthorized
 	}
