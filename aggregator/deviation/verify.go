@@ -17,8 +17,10 @@ const RolledBackOutcome = "rolled_back"
 // landed and still in place: verified. A change never seen on a device: incomplete, with
 // one incomplete deviation numbered n listing what is missing. A change that landed
 // differently (and nothing missing): differs. Everything landed and was rolled back:
-// rolled_back. Only approved and implemented CRs are verified; cr is not modified.
-func CloseWindow(cr *model.CR, now time.Time, n uint64) (*model.CR, *model.Deviation) {
+// rolled_back. Only approved and implemented CRs are verified; cr is not modified. An
+// emergency CR that was never completely implemented is due for review `review` after
+// its window closed.
+func CloseWindow(cr *model.CR, now time.Time, n uint64, review time.Duration) (*model.CR, *model.Deviation) {
 	if !cr.State.Authorizing() {
 		return nil, nil
 	}
@@ -66,6 +68,9 @@ func CloseWindow(cr *model.CR, now time.Time, n uint64) (*model.CR, *model.Devia
 		v.Outcome = model.Verified
 	}
 	c.Verification = v
+	if c.Type == model.CREmergency && c.ReviewDue.IsZero() && c.Review == nil {
+		c.ReviewDue = c.WindowEnd.Add(review)
+	}
 	if v.Outcome == model.Verified {
 		c.SetState(model.CRVerified, model.System,
 			"window closed; every planned change observed on every target device", now)

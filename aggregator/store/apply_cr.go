@@ -368,8 +368,9 @@ func applyCRAction(tx *bolt.Tx, c *crActionCmd) (any, error) {
 			return nil, fmt.Errorf("%w: only emergency changes are reviewed after the fact", ErrInvalid)
 		case cr.Review != nil:
 			return nil, fmt.Errorf("change request %s was reviewed already: %w", cr.ID, ErrState)
-		case cr.ImplementedAt.IsZero():
-			return nil, fmt.Errorf("change request %s is not implemented yet: %w", cr.ID, ErrState)
+		case cr.ImplementedAt.IsZero() && cr.Verification == nil:
+			return nil, fmt.Errorf("change request %s is neither implemented nor past its window: %w",
+				cr.ID, ErrState)
 		case strings.EqualFold(by, strings.TrimSpace(cr.Requester)):
 			return nil, fmt.Errorf("%w: the requester cannot review their own emergency change",
 				ErrSelfApproval)
@@ -382,7 +383,7 @@ func applyCRAction(tx *bolt.Tx, c *crActionCmd) (any, error) {
 		if cr.State != model.CRVerified && cr.State != model.CRFailed {
 			return nil, wrong(model.CRVerified, model.CRFailed)
 		}
-		if cr.Type == model.CREmergency && cr.Review == nil && !cr.ImplementedAt.IsZero() {
+		if cr.Type == model.CREmergency && cr.Review == nil && !cr.ReviewDue.IsZero() {
 			return nil, fmt.Errorf("%w: emergency change %s must be reviewed before it is closed",
 				ErrState, cr.ID)
 		}

@@ -41,7 +41,12 @@ func windowChecks(d *Deadlines) error {
 				return err
 			}
 			if fire {
-				next, dv := deviation.CloseWindow(cr, d.Now, firstDeviation(d.Tx, cr.Tenant))
+				pol, err := loadPolicy(d.Tx, cr.Tenant)
+				if err != nil {
+					return err
+				}
+				next, dv := deviation.CloseWindow(cr, d.Now, firstDeviation(d.Tx, cr.Tenant),
+					pol.EmergencyReviewDuration())
 				if dv != nil {
 					if err := putDeviation(d.Tx, dv, true); err != nil {
 						return err
