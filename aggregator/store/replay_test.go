@@ -120,8 +120,8 @@ func TestReplayIdentical(t *testing.T) {
 	noLegacy.Tables = noLegacy.Tables[:1]
 	noLegacy.Tables[0].Sets[0].Elements = []string{"192.0.2.7"}
 	send(event.Change, at.Add(3*time.Minute), noLegacy, nil) // 8443 differs; table removed
-	s.Tick(ctx, t0.Add(150*time.Minute))                      // window close, silence
-	s.Tick(ctx, t0.Add(5*time.Hour))                          // emergency review due
+	s.Tick(ctx, t0.Add(150*time.Minute))                     // window close, silence
+	s.Tick(ctx, t0.Add(5*time.Hour))                         // emergency review due
 	folded := replayRuleset("tcp dport 80 accept", "tcp dport 22 accept", "tcp dport 443 accept",
 		"tcp dport 8443 accept", "udp dport 53 accept")
 	folded.Tables = folded.Tables[:1]
