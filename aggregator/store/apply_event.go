@@ -117,6 +117,9 @@ func applyAppendEvent(tx *bolt.Tx, c *appendEventCmd) (any, error) {
 		res.Head = event.Ack{Seq: d.HeadSeq, ID: d.HeadID}
 		return res, errRejected
 	case e.Seq > head.Seq+1:
+		// TODO: a gap here is usually transient (the agent resends from the ack) and raises
+		// nothing; events lost for good arrive as a resync, which raises the gap deviation.
+		// A gap that persists is not raised yet.
 		res.Outcome = Gap
 		res.Head = event.Ack{Seq: d.HeadSeq, ID: d.HeadID}
 		return res, errRejected
@@ -252,6 +255,9 @@ func observe(tx *bolt.Tx, c *appendEventCmd, d *model.Device, e *event.Event, id
 		findings = append(findings, fid)
 	}
 	if derived {
+		// TODO: the changes inside a fold or resync are evaluated at the event's observed
+		// time, not at the (unknown) times they were made, so a folded change made inside
+		// its CR's window may show as out_of_window.
 		rec.Changes = changes
 	}
 	observed, err := e.ObservedTime()
