@@ -68,6 +68,12 @@ start_node 3 --join "$(api 1)"
 wait_for 30 "three members" bash -c "'$bin/fencectl' --server '$(api 1)' --token '$token' cluster status -o json | grep -c '\"suffrage\": \"voter\"' | grep -qx 3"
 ctl 2 cluster status
 
+say "Device fw-branch-1 enrolled (a CR may only target enrolled devices; its key made with openssl, no agent runs here)"
+enroll_token=$(ctl 1 enroll --device fw-branch-1 -o json | sed -n 's/.*"token": *"\([^"]*\)".*/\1/p')
+pub=$(openssl genpkey -algorithm ed25519 | openssl pkey -pubout -outform DER | tail -c 32 | base64)
+curl -sf -X POST -H 'Content-Type: application/json' \
+	-d "{\"token\":\"$enroll_token\",\"public_key\":\"$pub\"}" "$(api 1)/v1/enroll" >/dev/null
+
 say "A change request written through follower node 3 (forwarded to the leader)"
 ctl 3 cr create --id CR-DEMO-1 --device fw-branch-1 --title "Open HTTPS" --requester alice \
 	--window-start now --window-end +2h --add 'inet filter input|tcp dport 443 accept'

@@ -254,6 +254,8 @@ func TestCRValidation(t *testing.T) {
 func TestCRFlow(t *testing.T) {
 	e := newEnv(t)
 	now := e.clock.now()
+	a := testenv.NewAgent("acme", "fw1")
+	teststore.Enroll(t, e.store, a) // CRs are refused for devices not enrolled
 	var cr model.CR
 	st, _ := e.admin("POST", "/v1/tenants/acme/crs", crBody(now), &cr)
 	if st != 201 || cr.ID != "CR-000001" || cr.State != model.CRSubmitted {
@@ -281,8 +283,6 @@ func TestCRFlow(t *testing.T) {
 	st, msg = e.admin("POST", "/v1/tenants/acme/crs/CR-000001/approve", map[string]string{"approver": "bob"}, nil)
 	expect(t, "approve twice", st, 409, msg, "only a submitted one")
 
-	a := testenv.NewAgent("acme", "fw1")
-	teststore.Enroll(t, e.store, a)
 	ctx := context.Background()
 	for _, env := range [][]byte{
 		first(a.Next(event.Baseline)),

@@ -56,7 +56,7 @@ func clientError(err error) (int, string) {
 	case errors.Is(err, store.ErrTokenUnknown), errors.Is(err, store.ErrTokenUsed),
 		errors.Is(err, store.ErrTokenExpired):
 		return http.StatusForbidden, err.Error()
-	case errors.Is(err, store.ErrSelfApproval):
+	case errors.Is(err, store.ErrSelfApproval), errors.Is(err, store.ErrForbidden):
 		return http.StatusForbidden, err.Error()
 	case errors.Is(err, store.ErrClosed), errors.Is(err, store.ErrFSMFailed):
 		return http.StatusServiceUnavailable, "service unavailable"

@@ -85,9 +85,9 @@ func clusterCall(t *testing.T, method, url, body string) (int, string, http.Head
 	return resp.StatusCode, string(b), resp.Header
 }
 
-const clusterCRBody = `{"title":"t","requester":"alice","device":"fw1",
-	"window_start":"2026-01-01T10:00:00Z","window_end":"2026-01-01T12:00:00Z",
-	"changes":[{"action":"add","chain":"inet filter input","rule":"tcp dport 22 accept"}]}`
+// clusterWriteBody is a write that needs nothing else in the state: a tenant policy.
+const clusterWriteBody = `{"time_zone":"Europe/Berlin","emergency_review":"72h",
+	"silence_after":"2m","approvals":{"normal":{"count":1}}}`
 
 // TestFollowerForwardsWrites: a write on a follower is forwarded to the leader and
 // answered as the leader answers it; a linearizable read on a follower is too; a plain
@@ -95,14 +95,12 @@ const clusterCRBody = `{"title":"t","requester":"alice","device":"fw1",
 func TestFollowerForwardsWrites(t *testing.T) {
 	c := newClusterAPI(t, false)
 	follower := c.urls[2]
-	status, out, _ := clusterCall(t, "POST", follower+"/v1/tenants/acme/crs", clusterCRBody)
-	if status != http.StatusCreated {
+	status, out, _ := clusterCall(t, "PUT", follower+"/v1/tenants/acme/policy", clusterWriteBody)
+	if status != http.StatusOK {
 		t.Fatalf("write on a follower: %d %s", status, out)
 	}
-	var cr struct{ ID string }
-	json.Unmarshal([]byte(out), &cr)
-	status, out, _ = clusterCall(t, "GET", follower+"/v1/tenants/acme/crs/"+cr.ID+"?consistent=true", "")
-	if status != http.StatusOK || !strings.Contains(out, cr.ID) {
+	status, out, _ = clusterCall(t, "GET", follower+"/v1/tenants/acme/policy?consistent=true", "")
+	if status != http.StatusOK || !strings.Contains(out, "Europe/Berlin") {
 		t.Fatalf("linearizable read on a follower: %d %s", status, out)
 	}
 	status, out, _ = clusterCall(t, "GET", follower+"/v1/cluster", "")
@@ -130,7 +128,7 @@ func TestFollowerForwardsWrites(t *testing.T) {
 // names the leader.
 func TestFollowerRefusesWithoutForwarding(t *testing.T) {
 	c := newClusterAPI(t, true)
-	status, out, hdr := clusterCall(t, "POST", c.urls[1]+"/v1/tenants/acme/crs", clusterCRBody)
+	status, out, hdr := clusterCall(t, "PUT", c.urls[1]+"/v1/tenants/acme/policy", clusterWriteBody)
 	if status != http.StatusServiceUnavailable || hdr.Get(api.HeaderLeader) != c.urls[0] {
 		t.Fatalf("write on a follower: %d %s %v", status, out, hdr)
 	}
@@ -143,7 +141,7 @@ func TestFollowerRefusesWithoutForwarding(t *testing.T) {
 	if status, out, _ := clusterCall(t, "POST", c.urls[1]+"/v1/cluster/snapshot", ""); status != 200 {
 		t.Fatalf("snapshot on a follower: %d %s", status, out)
 	}
-	if status, _, _ := clusterCall(t, "POST", c.urls[0]+"/v1/tenants/acme/crs", clusterCRBody); status != 201 {
+	if status, _, _ := clusterCall(t, "PUT", c.urls[0]+"/v1/tenants/acme/policy", clusterWriteBody); status != 200 {
 		t.Fatalf("write on the leader: %d", status)
 	}
 }

@@ -8,7 +8,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/fenceline/fenceline/aggregator/model"
 	"github.com/fenceline/fenceline/aggregator/store"
 	"github.com/fenceline/fenceline/shared/event"
 )
@@ -100,117 +99,6 @@ func (s *Server) enroll(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// CRRequest is the body of POST /v1/tenants/{tenant}/crs.
-type CRRequest struct {
-	ID          string                `json:"id,omitempty"`
-	Title       string                `json:"title"`
-	Requester   string                `json:"requester"`
-	Device      string                `json:"device"`
-	WindowStart string                `json:"window_start"` // RFC 3339
-	WindowEnd   string                `json:"window_end"`   // RFC 3339
-	Changes     []model.PlannedChange `json:"changes"`
-}
-
-func (s *Server) createCR(w http.ResponseWriter, r *http.Request) error {
-	var req CRRequest
-	if err := decode(w, r, &req); err != nil {
-		return err
-	}
-	cr := &model.CR{
-		Tenant: r.PathValue("tenant"), ID: req.ID, Title: req.Title, Requester: req.Requester,
-		Device: req.Device, Changes: req.Changes,
-	}
-	var err error
-	if cr.WindowStart, err = parseTime("window_start", req.WindowStart); err != nil {
-		return err
-	}
-	if cr.WindowEnd, err = parseTime("window_end", req.WindowEnd); err != nil {
-		return err
-	}
-	for i := range cr.Changes {
-		// Observations are the aggregator's to record.
-		cr.Changes[i].ObservedEvent, cr.Changes[i].ObservedSeq = "", 0
-	}
-	out, err := s.store.CreateCR(r.Context(), cr, s.cfg.Now())
-	if err != nil {
-		return err
-	}
-	s.log.Info("change request created", "tenant", out.Tenant, "cr", out.ID, "device", out.Device,
-		"requester", out.Requester, "changes", len(out.Changes))
-	writeJSON(w, http.StatusCreated, out)
-	return nil
-}
-
-func parseTime(field, v string) (time.Time, error) {
-	if v == "" {
-		return time.Time{}, errorf(http.StatusBadRequest, "%s is required (RFC 3339)", field)
-	}
-	t, err := time.Parse(time.RFC3339, v)
-	if err != nil {
-		return time.Time{}, errorf(http.StatusBadRequest,
-			"%s %q is not an RFC 3339 time like 2025-06-01T10:00:00Z", field, v)
-	}
-	return t.UTC(), nil
-}
-
-// ApproveRequest is the body of POST /v1/tenants/{tenant}/crs/{id}/approve.
-type ApproveRequest struct {
-	Approver string `json:"approver"`
-}
-
-func (s *Server) approveCR(w http.ResponseWriter, r *http.Request) error {
-	var req ApproveRequest
-	if err := decode(w, r, &req); err != nil {
-		return err
-	}
-	if strings.TrimSpace(req.Approver) == "" {
-		return errorf(http.StatusBadRequest, "approver is required")
-	}
-	tenant, id := r.PathValue("tenant"), r.PathValue("id")
-	cr, err := s.store.ApproveCR(r.Context(), tenant, id, req.Approver, s.cfg.Now())
-	if err != nil {
-		return err
-	}
-	s.log.Info("change request approved", "tenant", tenant, "cr", id, "approver", req.Approver)
-	writeJSON(w, http.StatusOK, cr)
-	return nil
-}
-
-func (s *Server) listCRs(w http.ResponseWriter, r *http.Request) error {
-	crs, err := s.store.CRs(r.PathValue("tenant"))
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, crs)
-	return nil
-}
-
-func (s *Server) getCR(w http.ResponseWriter, r *http.Request) error {
-	cr, err := s.store.CR(r.PathValue("tenant"), r.PathValue("id"))
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, cr)
-	return nil
-}
-
-func (s *Server) listDeviations(w http.ResponseWriter, r *http.Request) error {
-	q := r.URL.Query()
-	f := store.DeviationFilter{Device: q.Get("device"), State: model.DeviationState(q.Get("state"))}
-	switch f.State {
-	case "", model.DeviationOpen, model.DeviationAcknowledged, model.DeviationResolved:
-	default:
-		return errorf(http.StatusBadRequest, "invalid state %q: want open, acknowledged or resolved",
-			f.State)
-	}
-	devs, err := s.store.Deviations(r.PathValue("tenant"), f)
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, devs)
-	return nil
-}
-
 func (s *Server) listDevices(w http.ResponseWriter, r *http.Request) error {
 	devs, err := s.store.Devices(r.PathValue("tenant"))
 	if err != nil {
@@ -247,12 +135,12 @@ func (s *Server) listEvents(w http.ResponseWriter, r *http.Request) error {
 	}
 	if v := q.Get("kind"); v != "" {
 		for _, k := range strings.Split(v, ",") {
-			switch kind := event.Kind(k); kind {
-			case event.Baseline, event.Change, event.Heartbeat, event.Reconcile:
-				eq.Kinds = append(eq.Kinds, kind)
-			default:
-				return errorf(http.StatusBadRequest, "invalid kind %q", k)
+			kind := event.Kind(strings.TrimSpace(k))
+			if !kind.Known() {
+				return errorf(http.StatusBadRequest, "invalid kind %q: want baseline, change, "+
+					"heartbeat, reconcile, fold or resync", k)
 			}
+			eq.Kinds = append(eq.Kinds, kind)
 		}
 	}
 	evs, err := s.store.Events(r.PathValue("tenant"), r.PathValue("device"), eq)

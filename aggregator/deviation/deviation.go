@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"regexp"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/fenceline/fenceline/aggregator/model"
@@ -66,6 +67,9 @@ type Result struct {
 	Resolved []*model.Deviation
 	// Outcomes are parallel to the observation's changes.
 	Outcomes []Outcome
+	// Heads are parallel to the observation's changes: the index of the table or chain
+	// change a change came or went with (and was decided with), or -1.
+	Heads []int
 }
 
 // engine holds one evaluation's working state.
@@ -76,6 +80,9 @@ type engine struct {
 	touched []bool
 	res     Result
 	done    []bool // per change: decided
+	// head is, per change, the index of the table or chain change it came or went with,
+	// or -1.
+	head []int
 }
 
 // Evaluate decides every change of o. In order, a change is
@@ -97,6 +104,7 @@ func Evaluate(o Observation, in Input) Result {
 	e := &engine{o: o, in: in, work: slices.Clone(in.CRs), touched: make([]bool, len(in.CRs)),
 		done: make([]bool, len(o.Changes))}
 	e.res.Outcomes = make([]Outcome, len(o.Changes))
+	members := e.group()
 	steps := []func(int){e.cover, e.rollback, e.undo}
 	for _, step := range steps {
 		for i := range o.Changes {
@@ -116,6 +124,10 @@ func Evaluate(o Observation, in Input) Result {
 	for i, ch := range o.Changes {
 		if !e.done[i] {
 			d := e.deviation(model.Unauthorized, ch, nil, "")
+			if n := members[i]; n > 0 {
+				d.Detail = fmt.Sprintf("%s with %d changes inside it (rules, sets, elements) "+
+					"raised as this one deviation", strings.ReplaceAll(string(ch.Kind), "_", " "), n)
+			}
 			if ch.Kind == ruleset.RuleRemoved && i < len(o.Removed) && o.Removed[i] != nil {
 				r := *o.Removed[i]
 				d.RuleOrigin = &r
@@ -123,6 +135,8 @@ func Evaluate(o Observation, in Input) Result {
 			e.raise(i, d)
 		}
 	}
+	e.ungroup()
+	e.res.Heads = e.head
 	for i, c := range e.work {
 		if !e.touched[i] {
 			continue
@@ -264,8 +278,25 @@ func (e *engine) resolvedAlready(id string) bool {
 // it at one position and added it at another.
 const ChangeMoved ruleset.ChangeKind = "rule_moved"
 
-// moves pairs an undecided removal and addition of the same rule in the same chain.
+// moves raises the rule moves the diff reported, and pairs an undecided removal and
+// addition of the same rule in the same chain (a diff that did not pair them).
 func (e *engine) moves() {
+	for k, mv := range e.o.Changes {
+		if e.done[k] || mv.Kind != ruleset.RuleMoved {
+			continue
+		}
+		m := mv
+		m.Before = fmt.Sprintf("position %d", mv.FromPosition)
+		m.After = fmt.Sprintf("position %d", mv.Position)
+		d := e.deviation(model.Unauthorized, m, nil, "")
+		d.Detail = fmt.Sprintf("rule moved from position %d to %d", mv.FromPosition, mv.Position)
+		var keep *model.Origin
+		if k < len(e.o.Removed) {
+			keep = e.o.Removed[k]
+		}
+		id := e.add(d)
+		e.decide(k, Outcome{Deviation: id, Origin: keep})
+	}
 	for k, rm := range e.o.Changes {
 		if e.done[k] || rm.Kind != ruleset.RuleRemoved {
 			continue
@@ -503,3 +534,64 @@ func sameItem(d *model.Deviation, ch ruleset.Change) bool {
 	}
 	return true
 }
+
+// group finds the changes that came or went with a whole table or chain (a table deleted
+// takes its chains, rules, sets and elements with it) and takes them out of the
+// evaluation: the table or chain change stands for all of them and raises one deviation.
+// It returns, per head change, how many changes it stands for.
+func (e *engine) group() map[int]int {
+	e.head = make([]int, len(e.o.Changes))
+	for i := range e.head {
+		e.head[i] = -1
+	}
+	type key struct{ fam, table, chain string }
+	heads := map[key]int{}
+	for i, ch := range e.o.Changes {
+		switch ch.Kind {
+		case ruleset.TableAdded, ruleset.TableRemoved:
+			heads[key{ch.Family, ch.Table, ""}] = i
+		case ruleset.ChainAdded, ruleset.ChainRemoved:
+			heads[key{ch.Family, ch.Table, ch.Chain}] = i
+		}
+	}
+	if len(heads) == 0 {
+		return nil
+	}
+	members := map[int]int{}
+	for i, ch := range e.o.Changes {
+		h, ok := -1, false
+		if ch.Kind != ruleset.TableAdded && ch.Kind != ruleset.TableRemoved {
+			h, ok = heads[key{ch.Family, ch.Table, ""}]
+		}
+		if !ok && ch.Chain != "" && ch.Kind != ruleset.ChainAdded && ch.Kind != ruleset.ChainRemoved {
+			h, ok = heads[key{ch.Family, ch.Table, ch.Chain}]
+		}
+		if !ok || h == i {
+			continue
+		}
+		e.head[i] = h
+		e.done[i] = true
+		members[h]++
+	}
+	return members
+}
+
+// ungroup gives the members of a group the outcome of its head.
+func (e *engine) ungroup() {
+	for i, h := range e.head {
+		if h >= 0 {
+			out := e.res.Outcomes[h]
+			out.Origin = nil
+			if out.Deviation == "" && out.CR == "" {
+				// The head was an undo (a table put back): its members keep the origin
+				// the undone deviation recorded.
+				out.Origin = e.res.Outcomes[h].Origin
+			}
+			e.res.Outcomes[i] = out
+		}
+	}
+}
+
+// Grouped reports, per change of the last evaluation's observation, whether it was
+// decided as part of a table or chain change.
+func (r *Result) Grouped(i int) bool { return i < len(r.Heads) && r.Heads[i] >= 0 }

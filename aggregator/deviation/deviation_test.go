@@ -13,7 +13,7 @@ var t0 = time.Date(2025, 6, 1, 10, 0, 0, 0, time.UTC)
 
 func cr(id string, state model.CRState, device string, changes ...model.PlannedChange) *model.CR {
 	return &model.CR{
-		Tenant: "acme", ID: id, Device: device, State: state,
+		Tenant: "acme", ID: id, Device: device, Devices: []string{device}, State: state,
 		WindowStart: t0, WindowEnd: t0.Add(time.Hour), Changes: changes,
 	}
 }
@@ -48,7 +48,8 @@ func TestEvaluate(t *testing.T) {
 		observed    time.Time
 		changes     []ruleset.Change
 		deviations  int
-		implemented []string // ids of updated CRs that are implemented
+		kind        model.DeviationKind // of every deviation; default unauthorized
+		implemented []string            // ids of updated CRs that are implemented
 		updated     int
 	}{
 		{
@@ -74,7 +75,7 @@ func TestEvaluate(t *testing.T) {
 			name:       "submitted, not approved",
 			crs:        []*model.CR{cr("CR-1", model.CRSubmitted, "fw1", add443)},
 			changes:    []ruleset.Change{added},
-			deviations: 1,
+			deviations: 1, kind: model.Unapproved,
 		},
 		{
 			name:       "other device",
@@ -87,14 +88,14 @@ func TestEvaluate(t *testing.T) {
 			crs:        []*model.CR{approved("CR-1", add443)},
 			observed:   t0.Add(-time.Second),
 			changes:    []ruleset.Change{added},
-			deviations: 1,
+			deviations: 1, kind: model.OutOfWindow,
 		},
 		{
 			name:       "after the window",
 			crs:        []*model.CR{approved("CR-1", add443)},
 			observed:   t0.Add(time.Hour + time.Nanosecond),
 			changes:    []ruleset.Change{added},
-			deviations: 1,
+			deviations: 1, kind: model.OutOfWindow,
 		},
 		{
 			name:        "window end is inclusive",
@@ -120,7 +121,7 @@ func TestEvaluate(t *testing.T) {
 			name:       "other rule",
 			crs:        []*model.CR{approved("CR-1", add("inet filter input", "tcp dport 8443 accept"))},
 			changes:    []ruleset.Change{added},
-			deviations: 1,
+			deviations: 1, kind: model.DiffersFromSpec, updated: 1,
 		},
 		{
 			name: "partly implemented stays approved",
@@ -148,6 +149,7 @@ func TestEvaluate(t *testing.T) {
 			crs: []*model.CR{func() *model.CR {
 				c := cr("CR-1", model.CRImplemented, "fw1", add443)
 				c.Changes[0].ObservedEvent = "e0"
+				c.Changes[0].Observations = []model.Observation{{Device: "fw1", Outcome: model.Landed, Event: "e0"}}
 				return c
 			}()},
 			changes:    []ruleset.Change{added},
@@ -210,8 +212,12 @@ func TestEvaluate(t *testing.T) {
 					t.Errorf("input CR %s was modified", c.ID)
 				}
 			}
+			kind := tc.kind
+			if kind == "" {
+				kind = model.Unauthorized
+			}
 			for _, d := range res.Deviations {
-				if d.Kind != model.Unauthorized || d.State != model.DeviationOpen || d.EventID != "e1" ||
+				if d.Kind != kind || d.State != model.DeviationOpen || d.EventID != "e1" ||
 					d.Seq != 7 || d.Tenant != "acme" || d.Device != "fw1" || d.Change == "" {
 					t.Errorf("deviation %+v", d)
 				}
@@ -225,9 +231,9 @@ func TestUnauthorizedFields(t *testing.T) {
 		Position: 4, Rule: "ct state invalid counter drop"}
 	res := Evaluate(Observation{Tenant: "acme", Device: &model.Device{Tenant: "acme", Device: "fw1"}, EventID: "e9", Seq: 12,
 		Observed: t0, ObservedText: "2025-06-01T10:00:00Z", Received: t0.Add(time.Second),
-		Changes: []ruleset.Change{ch}}, Input{})
+		Changes: []ruleset.Change{ch}, FirstDeviation: 1}, Input{})
 	want := model.Deviation{
-		Tenant: "acme", Kind: model.Unauthorized, State: model.DeviationOpen, Device: "fw1",
+		Tenant: "acme", ID: "DEV-000001", Kind: model.Unauthorized, State: model.DeviationOpen, Device: "fw1",
 		Change: ruleset.RuleRemoved, Family: "ip", Table: "filter", Chain: "input", Position: 4,
 		Rule: "ct state invalid counter drop", EventID: "e9", Seq: 12,
 		Observed: "2025-06-01T10:00:00Z", Raised: t0.Add(time.Second),

@@ -37,6 +37,7 @@ import (
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 	"github.com/hashicorp/raft"
 
+	"github.com/fenceline/fenceline/aggregator/model"
 	"github.com/fenceline/fenceline/aggregator/store"
 	"github.com/fenceline/fenceline/shared/event"
 )
@@ -130,6 +131,7 @@ type Ingester struct {
 	queuedN    atomic.Int64  // messages waiting in queues
 	subscribed atomic.Bool   // connected and subscribed
 	stopOnce   sync.Once
+	finds      findings // bad-signature and broken-chain findings (findings.go)
 }
 
 // ErrStopped is returned by a second Shutdown.
@@ -332,6 +334,10 @@ func (in *Ingester) process(m message) (inflight, bool) {
 	var rej *RejectError
 	if errors.As(err, &rej) {
 		in.rejected(m.topic, rej.Reason, 0, err)
+		if rej.Reason == ReasonBadSignature {
+			in.recordFinding(m.topic, model.BadSignature, "a message on the device's topic "+
+				"failed signature verification: "+err.Error(), 0)
+		}
 		return inflight{}, false
 	}
 	if err != nil {
@@ -430,6 +436,10 @@ func (in *Ingester) settle(f inflight) (event.Ack, bool) {
 		}
 	case store.Duplicate, store.Gap, store.BrokenChain:
 		in.rejected(f.topic, string(res.Outcome), f.seq, nil)
+		if res.Outcome == store.BrokenChain {
+			in.recordFinding(f.topic, model.BrokenChain, fmt.Sprintf("event %d does not link to "+
+				"the device's chain (head %d)", f.seq, res.Head.Seq), f.seq)
+		}
 	default:
 		// The state changed between verification and commit (a re-enrollment).
 		in.rejected(f.topic, string(res.Outcome), f.seq, errors.New("refused at commit"))

@@ -20,6 +20,7 @@ import (
 	"github.com/fenceline/fenceline/aggregator/ingest"
 	"github.com/fenceline/fenceline/aggregator/internal/testenv"
 	"github.com/fenceline/fenceline/aggregator/internal/teststore"
+	"github.com/fenceline/fenceline/aggregator/model"
 	"github.com/fenceline/fenceline/aggregator/store"
 	"github.com/fenceline/fenceline/shared/event"
 )
@@ -195,6 +196,12 @@ func testIngest(t *testing.T, url string) {
 			t.Errorf("rejected[%s] = %d, want %d (all: %v)", reason, st.Rejected[reason], n, st.Rejected)
 		}
 	}
+	// The bad signature on an enrolled device's topic is recorded as a deviation.
+	testenv.WaitFor(t, 10*time.Second, "bad_signature deviation", func() bool {
+		ds, _ := s.Deviations("acme", store.DeviationFilter{Device: "fw.branch-1",
+			Kind: model.BadSignature})
+		return len(ds) == 1
+	})
 	for _, d := range [][2]string{{"acme", "fw.branch-1"}, {"globex", "fw9"}} {
 		if evs, _ := s.Events(d[0], d[1], store.EventQuery{}); len(evs) != 0 {
 			t.Fatalf("%s/%s: %d events stored from bad input", d[0], d[1], len(evs))

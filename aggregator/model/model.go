@@ -54,6 +54,9 @@ type Device struct {
 	// Tags group devices for CRs and standard-change templates that select devices by
 	// tag (`edge`, `branch`). Sorted, unique.
 	Tags []string `json:"tags,omitempty"`
+	// Silent is the open agent_silent deviation of the device, if any; the next event
+	// resolves it.
+	Silent string `json:"silent,omitempty"`
 	// RulesetSeq is the sequence number of the baseline or reconcile event whose full
 	// ruleset is stored for the device.
 	// TODO: apply change events to the stored ruleset so it stays current between full

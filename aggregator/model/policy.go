@@ -23,9 +23,12 @@ type Policy struct {
 	EmergencyReview string `json:"emergency_review"`
 	// SilenceAfter is how long a device may send nothing (heartbeats included) before it
 	// counts as silent.
-	SilenceAfter string    `json:"silence_after"`
-	UpdatedAt    time.Time `json:"updated_at,omitzero"`
-	UpdatedBy    string    `json:"updated_by,omitempty"`
+	SilenceAfter string `json:"silence_after"`
+	// Members are the tenant's people and the roles they hold. When the list is empty,
+	// anyone but the requester may approve (the caller's token decides who may call).
+	Members   []Member  `json:"members,omitempty"`
+	UpdatedAt time.Time `json:"updated_at,omitzero"`
+	UpdatedBy string    `json:"updated_by,omitempty"`
 }
 
 // ApprovalRule is what one CR type needs: Count approvals by people holding one of Roles
@@ -55,6 +58,23 @@ type TemplateChange struct {
 	Set    string `json:"set,omitempty"`
 	Chain  string `json:"chain,omitempty"`
 	Rule   string `json:"rule,omitempty"`
+}
+
+// Member is one person of the tenant and the roles they hold (requester, approver,
+// auditor, viewer, or any name the approval rules use, such as "cab" or "security").
+type Member struct {
+	Name  string   `json:"name"`
+	Roles []string `json:"roles"`
+}
+
+// Member returns the member called name (case-insensitive), or nil.
+func (p *Policy) Member(name string) *Member {
+	for i := range p.Members {
+		if strings.EqualFold(p.Members[i].Name, name) {
+			return &p.Members[i]
+		}
+	}
+	return nil
 }
 
 // Policy defaults.
@@ -134,8 +154,8 @@ func (p *Policy) Validate() error {
 			return fmt.Errorf("approvals for %s: count %d, want 0 to 10", t, r.Count)
 		}
 		for _, role := range r.Roles {
-			if !Role(role).Valid() {
-				return fmt.Errorf("approvals for %s: unknown role %q", t, role)
+			if strings.TrimSpace(role) == "" {
+				return fmt.Errorf("approvals for %s: empty role", t)
 			}
 		}
 	}
@@ -143,6 +163,11 @@ func (p *Policy) Validate() error {
 		{"silence_after", p.SilenceAfter}} {
 		if d, err := time.ParseDuration(f.v); err != nil || d <= 0 {
 			return fmt.Errorf("%s %q: want a duration such as 72h or 90s", f.name, f.v)
+		}
+	}
+	for _, m := range p.Members {
+		if strings.TrimSpace(m.Name) == "" || len(m.Roles) == 0 {
+			return fmt.Errorf("members: each needs a name and at least one role (%q)", m.Name)
 		}
 	}
 	names := map[string]bool{}

@@ -6,12 +6,15 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/fenceline/fenceline/aggregator/deviation"
 	"github.com/fenceline/fenceline/aggregator/model"
 	"github.com/fenceline/fenceline/shared/event"
+	"github.com/fenceline/fenceline/shared/ruleset"
 )
 
 // Outcome is what the state machine did with an event.
@@ -114,6 +117,9 @@ func applyAppendEvent(tx *bolt.Tx, c *appendEventCmd) (any, error) {
 		res.Head = event.Ack{Seq: d.HeadSeq, ID: d.HeadID}
 		return res, errRejected
 	case e.Seq > head.Seq+1:
+		// TODO: a gap here is usually transient (the agent resends from the ack) and raises
+		// nothing; events lost for good arrive as a resync, which raises the gap deviation.
+		// A gap that persists is not raised yet.
 		res.Outcome = Gap
 		res.Head = event.Ack{Seq: d.HeadSeq, ID: d.HeadID}
 		return res, errRejected
@@ -140,14 +146,17 @@ func applyAppendEvent(tx *bolt.Tx, c *appendEventCmd) (any, error) {
 	case e.Kind == event.Heartbeat:
 		d.LastHeartbeat = c.ReceivedAt
 		// TODO: a heartbeat whose digest differs from the last reported state means a
-		// change went unreported; raise a deviation for it once that kind exists.
+		// change went unreported; raise a deviation for it.
 	}
-	if e.Kind == event.Change || e.Kind == event.Reconcile {
-		// TODO: a baseline after a re-enrollment replaces a known state without a diff;
-		// what changed in between is not evaluated yet.
-		if err := evaluate(tx, c, &d, e, id, res, &rec); err != nil {
+	if d.Silent != "" {
+		// The device reports again: its silence deviation resolves by itself.
+		if err := recovered(tx, c.Tenant, d.Silent, e.Seq, c.ReceivedAt); err != nil {
 			return nil, err
 		}
+		d.Silent = ""
+	}
+	if err := observe(tx, c, &d, e, id, res, &rec); err != nil {
+		return nil, err
 	}
 
 	d.Records++
@@ -184,10 +193,73 @@ func putEvent(tx *bolt.Tx, dkey []byte, n uint64, rec *model.Event, envelope []b
 	return envs.Put(u64(n), envelope)
 }
 
-// evaluate runs the deviation engine for a change or reconcile event and stores what it
-// decided: CRs whose planned changes were observed, and numbered deviations.
-func evaluate(tx *bolt.Tx, c *appendEventCmd, d *model.Device, e *event.Event, id string, res *AppendResult,
-	rec *model.Event) error {
+// observe decides what an accepted event means for the device's rules:
+//   - a first baseline is the starting state: every rule's origin is "baseline";
+//   - a baseline after a re-enrollment, a fold and a resync carry a full state and no
+//     diff: the diff against the state the aggregator holds is evaluated like a change,
+//     and a fold or resync also raises a finding (changes not observed one by one, or
+//     events lost);
+//   - change and reconcile events are evaluated with the diff they carry.
+//
+// The engine's decisions (CRs observed, deviations raised or resolved) are stored, and
+// the device's rule provenance follows.
+func observe(tx *bolt.Tx, c *appendEventCmd, d *model.Device, e *event.Event, id string,
+	res *AppendResult, rec *model.Event) error {
+	if e.Kind == event.Heartbeat {
+		return nil
+	}
+	st, err := loadDevState(tx, c.Tenant, c.Device)
+	if err != nil {
+		return err
+	}
+	base := model.Origin{Event: id, Seq: e.Seq, Observed: e.Observed}
+	if e.Kind == event.Baseline && st == nil {
+		o := base
+		o.Source = model.SourceBaseline
+		return putDevState(tx, fullState(nil, c.Tenant, c.Device, e.Seq, e.Ruleset, e.After, nil, o))
+	}
+	changes := e.Changes
+	derived := false
+	if e.Kind == event.Baseline || e.Kind == event.Fold || e.Kind == event.Resync {
+		var old *ruleset.Ruleset
+		if st != nil {
+			old = st.Ruleset
+		}
+		changes, derived = ruleset.Diff(old, e.Ruleset), true
+	}
+	var findings []string
+	switch e.Kind {
+	case event.Fold:
+		detail := fmt.Sprintf("the agent folded %d undelivered events into one state; the changes "+
+			"in them were not observed one by one (%d changes against the last known state)",
+			e.Folded, len(changes))
+		if e.Note != "" {
+			detail += ": " + e.Note
+		}
+		fid, err := raiseEventFinding(tx, c, d, e, id, model.Folded, detail)
+		if err != nil {
+			return err
+		}
+		findings = append(findings, fid)
+	case event.Resync:
+		detail := fmt.Sprintf("the agent lost events it had not delivered and resynchronized "+
+			"at sequence %d with its full state (%d changes against the last known state)",
+			e.Seq, len(changes))
+		if e.Note != "" {
+			detail += ": " + e.Note
+		}
+		fid, err := raiseEventFinding(tx, c, d, e, id, model.Gap, detail)
+		if err != nil {
+			return err
+		}
+		findings = append(findings, fid)
+	}
+	if derived {
+		// TODO: the changes inside a fold or resync are evaluated at the event's observed
+		// time, not at the (unknown) times they were made, so a folded change made inside
+		// its CR's window may show as out_of_window.
+		rec.Changes = changes
+	}
 	observed, err := e.ObservedTime()
 	if err != nil {
 		return fmt.Errorf("%w: %v", ErrInvalid, err)
@@ -196,13 +268,22 @@ func evaluate(tx *bolt.Tx, c *appendEventCmd, d *model.Device, e *event.Event, i
 	if err != nil {
 		return err
 	}
+	open, err := openDeviations(tx, c.Tenant, c.Device)
+	if err != nil {
+		return err
+	}
+	pol, err := loadPolicy(tx, c.Tenant)
+	if err != nil {
+		return err
+	}
+	removed := removedOrigins(st, changes)
 	out := deviation.Evaluate(deviation.Observation{
 		Tenant: c.Tenant, Device: d, EventID: id, Seq: e.Seq,
-		Observed: observed, ObservedText: e.Observed, Received: c.ReceivedAt, Changes: e.Changes,
-	}, deviation.Input{CRs: crs})
-	crb := tx.Bucket(bucketCRs)
+		Observed: observed, ObservedText: e.Observed, Received: c.ReceivedAt, Changes: changes,
+		Removed: removed, FirstDeviation: firstDeviation(tx, c.Tenant),
+	}, deviation.Input{CRs: crs, Open: open, Policy: pol})
 	for _, cr := range out.Updated {
-		if err := putJSON(crb, tenantKey(cr.Tenant, cr.ID), cr); err != nil {
+		if err := putCR(tx, cr); err != nil {
 			return err
 		}
 		if cr.State == model.CRImplemented && !slices.ContainsFunc(crs, func(o *model.CR) bool {
@@ -211,24 +292,79 @@ func evaluate(tx *bolt.Tx, c *appendEventCmd, d *model.Device, e *event.Event, i
 			res.Implemented = append(res.Implemented, cr.ID)
 		}
 	}
-	db := tx.Bucket(bucketDeviations)
 	for i := range out.Deviations {
 		dv := &out.Deviations[i]
-		n, err := nextCounter(tx, c.Tenant+"/"+counterDeviation)
-		if err != nil {
-			return err
+		if e.Kind == event.Baseline {
+			dv.Detail = strings.TrimSpace("found when the device re-enrolled: its new baseline " +
+				"differs from the last known state. " + dv.Detail)
 		}
-		dv.ID = fmt.Sprintf("DEV-%06d", n)
-		if err := putJSON(db, numberKey(tenantPrefix(c.Tenant), n), dv); err != nil {
-			return err
-		}
-		if _, err := nextCounter(tx, counterDeviationsRaise); err != nil {
+		if err := putDeviation(tx, dv, true); err != nil {
 			return err
 		}
 		res.Deviations = append(res.Deviations, dv.ID)
 	}
+	for _, r := range out.Resolved {
+		if err := putDeviation(tx, r, false); err != nil {
+			return err
+		}
+	}
+	res.Deviations = append(findings, res.Deviations...)
 	rec.Deviations = res.Deviations
-	return nil
+
+	// Provenance.
+	origins := make([]model.Origin, len(changes))
+	for i := range changes {
+		origins[i] = originOf(out.Outcomes[i], base)
+	}
+	if derived || e.Kind == event.Reconcile || st == nil {
+		decided := map[string]map[int]model.Origin{}
+		for i, ch := range changes {
+			if ch.Kind == ruleset.RuleAdded || ch.Kind == ruleset.RuleMoved {
+				k := chainKey(ch.Family, ch.Table, ch.Chain)
+				if decided[k] == nil {
+					decided[k] = map[int]model.Origin{}
+				}
+				decided[k][ch.Position] = origins[i]
+			}
+		}
+		fallback := base
+		fallback.Source = model.SourceUnauthorized
+		rs := e.Ruleset
+		if rs == nil && st != nil {
+			// A reconcile without its state: apply the diff to what is known.
+			applyDiff(st, e.Seq, changes, origins, e.After)
+			return putDevState(tx, st)
+		}
+		return putDevState(tx, fullState(st, c.Tenant, c.Device, e.Seq, rs, e.After, decided, fallback))
+	}
+	applyDiff(st, e.Seq, changes, origins, e.After)
+	return putDevState(tx, st)
+}
+
+// raiseEventFinding raises a finding about the record that an accepted event carries.
+func raiseEventFinding(tx *bolt.Tx, c *appendEventCmd, d *model.Device, e *event.Event, id string,
+	kind model.DeviationKind, detail string) (string, error) {
+	dv := &model.Deviation{
+		Tenant: c.Tenant, ID: deviation.DeviationID(firstDeviation(tx, c.Tenant)), Kind: kind,
+		State: model.DeviationOpen, Device: d.Device, Detail: detail, EventID: id, Seq: e.Seq,
+		Observed: e.Observed, Raised: c.ReceivedAt, Count: 1, LastSeen: c.ReceivedAt,
+	}
+	return dv.ID, putDeviation(tx, dv, true)
+}
+
+// recovered resolves a device's silence deviation: it reported again.
+func recovered(tx *bolt.Tx, tenant, id string, seq uint64, at time.Time) error {
+	dv, err := getDeviation(tx, tenant, id)
+	if errors.Is(err, ErrNotFound) {
+		return nil
+	}
+	if err != nil || dv.State == model.DeviationResolved {
+		return err
+	}
+	dv.ResolvedBy = fmt.Sprintf("event %d", seq)
+	dv.SetState(model.DeviationResolved, model.System, fmt.Sprintf("the device reported again "+
+		"(event %d)", seq), model.ResolvedRecovered, at)
+	return putDeviation(tx, dv, false)
 }
 
 // tenantCRs returns the tenant's CRs in creation order.

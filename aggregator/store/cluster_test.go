@@ -111,6 +111,7 @@ func TestJoinAfterSnapshot(t *testing.T) {
 func TestFailover(t *testing.T) {
 	nodes := teststore.Cluster(t, 3, nil)
 	leader := teststore.Leader(t, nodes)
+	teststore.Enroll(t, leader.Store, testenv.NewAgent("acme", "fw1")) // the CRs' target
 	now := time.Now()
 	var acked []string
 	for range 10 {
@@ -199,6 +200,7 @@ func TestRemoveNode(t *testing.T) {
 		t.Fatalf("removing again: %v", err)
 	}
 	now := time.Now()
+	teststore.Enroll(t, leader.Store, testenv.NewAgent("acme", "fw1")) // the CR's target
 	if _, err := leader.Store.CreateCR(ctx, testCR(now), now); err != nil {
 		t.Fatalf("write with two of two voters: %v", err)
 	}

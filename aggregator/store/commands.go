@@ -1,11 +1,17 @@
 package store
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"strings"
 	"time"
 
+	bolt "go.etcd.io/bbolt"
+
 	"github.com/fenceline/fenceline/aggregator/model"
+	"github.com/fenceline/fenceline/shared/nftparse"
 )
 
 // command is what goes into the raft log: a type and its JSON payload. Every input the
@@ -23,6 +29,11 @@ const (
 	cmdAppendEvent      = "append_event"
 	cmdCreateCR         = "create_cr"
 	cmdApproveCR        = "approve_cr"
+	cmdCRAction         = "cr_action"
+	cmdSetPolicy        = "set_policy"
+	cmdSetDeviceTags    = "set_device_tags"
+	cmdDeviationAction  = "deviation_action"
+	cmdRecordFinding    = "record_finding"
 )
 
 // createEnrollmentCmd registers a one-time token by its hash.
@@ -57,6 +68,58 @@ type appendEventCmd struct {
 type createCRCmd struct {
 	CR model.CR  `json:"cr"`
 	At time.Time `json:"at"`
+	// Draft keeps the CR a draft; otherwise it is submitted at once.
+	Draft bool `json:"draft,omitempty"`
+}
+
+// crActionCmd moves a CR through its life (CRActions).
+type crActionCmd struct {
+	Tenant string    `json:"tenant"`
+	ID     string    `json:"id"`
+	Action string    `json:"action"`
+	By     string    `json:"by"`
+	Role   string    `json:"role,omitempty"`
+	Why    string    `json:"why,omitempty"`
+	At     time.Time `json:"at"`
+}
+
+// setPolicyCmd replaces a tenant's policy.
+type setPolicyCmd struct {
+	Policy model.Policy `json:"policy"`
+	By     string       `json:"by"`
+	At     time.Time    `json:"at"`
+}
+
+// setDeviceTagsCmd replaces a device's tags.
+type setDeviceTagsCmd struct {
+	Tenant string   `json:"tenant"`
+	Device string   `json:"device"`
+	Tags   []string `json:"tags"`
+}
+
+// deviationActionCmd acknowledges or resolves a deviation.
+type deviationActionCmd struct {
+	Tenant string `json:"tenant"`
+	ID     string `json:"id"`
+	// Action is acknowledge or resolve.
+	Action string `json:"action"`
+	By     string `json:"by"`
+	Why    string `json:"why,omitempty"`
+	// Resolution is one of model.Resolutions; CR names the retroactive CR.
+	Resolution string    `json:"resolution,omitempty"`
+	CR         string    `json:"cr,omitempty"`
+	At         time.Time `json:"at"`
+}
+
+// recordFindingCmd records what the proposer found about a device's record outside the
+// chain (a message with a bad signature, an event that broke the chain).
+type recordFindingCmd struct {
+	Tenant string              `json:"tenant"`
+	Device string              `json:"device"`
+	Kind   model.DeviationKind `json:"kind"`
+	Detail string              `json:"detail"`
+	Seq    uint64              `json:"seq,string,omitempty"`
+	At     time.Time           `json:"at"`
 }
 
 // approveCRCmd records an approval.
@@ -73,4 +136,191 @@ func encodeCommand(typ string, payload any) ([]byte, error) {
 		return nil, fmt.Errorf("encode %s: %w", typ, err)
 	}
 	return json.Marshal(command{Type: typ, Payload: p})
+}
+
+// CreateCR creates a change request, submitted (or a draft when draft is set); a standard
+// CR under its template is approved at once. An empty cr.ID is numbered. Planned rules
+// and elements are parsed here, on the proposer, into the canonical form the agent
+// reports (the parse error names the position); the state machine stores the result.
+func (s *Store) CreateCR(ctx context.Context, cr *model.CR, now time.Time) (*model.CR, error) {
+	return s.createCR(ctx, cr, now, false)
+}
+
+// CreateDraftCR creates a change request in state draft.
+func (s *Store) CreateDraftCR(ctx context.Context, cr *model.CR, now time.Time) (*model.CR, error) {
+	return s.createCR(ctx, cr, now, true)
+}
+
+func (s *Store) createCR(ctx context.Context, cr *model.CR, now time.Time, draft bool) (*model.CR, error) {
+	cr = cr.Clone()
+	if err := ValidateCR(cr); err != nil {
+		return nil, err
+	}
+	if err := s.prepareCR(cr); err != nil {
+		return nil, err
+	}
+	v, err := s.apply(ctx, cmdCreateCR, &createCRCmd{CR: *cr, At: now.UTC(), Draft: draft})
+	if err != nil {
+		return nil, err
+	}
+	return v.(*model.CR), nil
+}
+
+// prepareCR parses the planned rules and elements against the named sets of the target
+// devices' current rulesets.
+func (s *Store) prepareCR(cr *model.CR) error {
+	var states []*model.DeviceState
+	err := s.fsm.view(func(tx *bolt.Tx) error {
+		names := cr.NamedDevices()
+		if len(cr.Targets.Tags) > 0 {
+			err := forPrefix(tx.Bucket(bucketDevices), tenantPrefix(cr.Tenant), func(_, v []byte) error {
+				d, err := decodeDevice(v)
+				if err == nil && d.HasTags(cr.Targets.Tags) {
+					names = append(names, d.Device)
+				}
+				return err
+			})
+			if err != nil {
+				return err
+			}
+		}
+		for _, n := range names {
+			st, err := loadDevState(tx, cr.Tenant, n)
+			if err != nil {
+				return err
+			}
+			if st != nil {
+				states = append(states, st)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	ctxFor := func(family, table string) nftparse.Context {
+		for _, st := range states {
+			if st.Ruleset != nil && st.Ruleset.Table(family, table) != nil {
+				return nftparse.ContextFor(st.Ruleset, family, table)
+			}
+		}
+		return nftparse.Context{Family: family, Table: table}
+	}
+	var out []model.PlannedChange
+	for i, p := range cr.Changes {
+		switch p.Action {
+		case model.ActionAdd, model.ActionDelete:
+			f := strings.Fields(p.Chain)
+			p.Chain = strings.Join(f, " ")
+			canon, err := nftparse.Rule(ctxFor(f[0], f[1]), p.Rule)
+			if err != nil {
+				return parseError(i, "rule", p.Rule, err)
+			}
+			p.Canonical = canon
+			out = append(out, p)
+		case model.ActionAddElement, model.ActionDeleteElement:
+			f := strings.Fields(p.Set)
+			p.Set = strings.Join(f, " ")
+			elems, err := nftparse.Elements(ctxFor(f[0], f[1]), f[2], p.Element)
+			if err != nil {
+				return parseError(i, "element", p.Element, err)
+			}
+			for _, e := range elems {
+				q := p
+				q.Canonical = e
+				out = append(out, q)
+			}
+		default:
+			p.Chain = strings.Join(strings.Fields(p.Chain), " ")
+			out = append(out, p)
+		}
+	}
+	cr.Changes = out
+	return nil
+}
+
+// parseError explains a planned rule or element that does not parse, with the position.
+func parseError(i int, what, text string, err error) error {
+	var pe *nftparse.Error
+	if errors.As(err, &pe) {
+		return fmt.Errorf("%w: change %d: %s at line %d column %d: %s: %s\n%s", ErrInvalid, i+1,
+			what, pe.Line(), pe.Col(), pe.Err, pe.Msg, pe.Caret())
+	}
+	return fmt.Errorf("%w: change %d: %s %q: %v", ErrInvalid, i+1, what, text, err)
+}
+
+// ApproveCR records approver's approval of the tenant's CR id.
+func (s *Store) ApproveCR(ctx context.Context, tenant, id, approver string,
+	now time.Time) (*model.CR, error) {
+	return s.CRAction(ctx, CRActionRequest{Tenant: tenant, ID: id, Action: CRApprove, By: approver}, now)
+}
+
+// CRActionRequest is one step of a CR's life by a person.
+type CRActionRequest struct {
+	Tenant, ID, Action, By, Role, Why string
+}
+
+// CRAction submits, approves, rejects, cancels, reviews or closes a CR.
+func (s *Store) CRAction(ctx context.Context, r CRActionRequest, now time.Time) (*model.CR, error) {
+	v, err := s.apply(ctx, cmdCRAction, &crActionCmd{Tenant: r.Tenant, ID: r.ID, Action: r.Action,
+		By: r.By, Role: r.Role, Why: r.Why, At: now.UTC()})
+	if err != nil {
+		return nil, err
+	}
+	return v.(*model.CR), nil
+}
+
+// SetPolicy replaces a tenant's policy. The time zone is checked against the tz database
+// here, on the proposer.
+func (s *Store) SetPolicy(ctx context.Context, p *model.Policy, by string, now time.Time) (*model.Policy, error) {
+	if _, err := time.LoadLocation(p.TimeZone); err != nil || p.TimeZone == "" || p.TimeZone == "Local" {
+		return nil, fmt.Errorf("%w: time_zone %q is not an IANA zone such as Europe/Berlin", ErrInvalid,
+			p.TimeZone)
+	}
+	if err := p.Validate(); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	v, err := s.apply(ctx, cmdSetPolicy, &setPolicyCmd{Policy: *p, By: by, At: now.UTC()})
+	if err != nil {
+		return nil, err
+	}
+	return v.(*model.Policy), nil
+}
+
+// SetDeviceTags replaces a device's tags.
+func (s *Store) SetDeviceTags(ctx context.Context, tenant, device string, tags []string) (*model.Device, error) {
+	v, err := s.apply(ctx, cmdSetDeviceTags, &setDeviceTagsCmd{Tenant: tenant, Device: device, Tags: tags})
+	if err != nil {
+		return nil, err
+	}
+	return v.(*model.Device), nil
+}
+
+// DeviationActionRequest acknowledges or resolves a deviation.
+type DeviationActionRequest struct {
+	Tenant, ID, Action, By, Why, Resolution, CR string
+}
+
+// DeviationAction acknowledges or resolves a deviation.
+func (s *Store) DeviationAction(ctx context.Context, r DeviationActionRequest, now time.Time) (*model.Deviation, error) {
+	v, err := s.apply(ctx, cmdDeviationAction, &deviationActionCmd{Tenant: r.Tenant, ID: r.ID,
+		Action: r.Action, By: r.By, Why: r.Why, Resolution: r.Resolution, CR: r.CR, At: now.UTC()})
+	if err != nil {
+		return nil, err
+	}
+	return v.(*model.Deviation), nil
+}
+
+// RecordFinding records a finding about a device's record that no accepted event carries:
+// a message on its topic with a bad signature, an event that broke its chain. While a
+// deviation of that kind is open for the device, it is counted there. It returns the
+// deviation's id.
+func (s *Store) RecordFinding(ctx context.Context, tenant, device string, kind model.DeviationKind,
+	detail string, seq uint64, now time.Time) (string, error) {
+	v, err := s.apply(ctx, cmdRecordFinding, &recordFindingCmd{Tenant: tenant, Device: device,
+		Kind: kind, Detail: detail, Seq: seq, At: now.UTC()})
+	if err != nil {
+		return "", err
+	}
+	return v.(string), nil
 }

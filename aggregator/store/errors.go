@@ -25,6 +25,8 @@ var (
 	ErrTokenExpired = errors.New("enrollment token expired")
 	// ErrSelfApproval: the requester of a CR tried to approve it.
 	ErrSelfApproval = errors.New("requester cannot approve their own change request")
+	// ErrForbidden: the person may not do this (an approver without an approving role).
+	ErrForbidden = errors.New("not allowed")
 	// ErrState: the CR is not in a state that allows the transition.
 	ErrState = errors.New("wrong state")
 	// ErrFSMFailed: the state machine could not write its state file and stopped

@@ -190,6 +190,16 @@ func (f *fsm) handler(tx *bolt.Tx, cmd command) (any, error) {
 		return decodeAndRun(tx, cmd.Payload, applyCreateCR)
 	case cmdApproveCR:
 		return decodeAndRun(tx, cmd.Payload, applyApproveCR)
+	case cmdCRAction:
+		return decodeAndRun(tx, cmd.Payload, applyCRAction)
+	case cmdSetPolicy:
+		return decodeAndRun(tx, cmd.Payload, applySetPolicy)
+	case cmdSetDeviceTags:
+		return decodeAndRun(tx, cmd.Payload, applySetDeviceTags)
+	case cmdDeviationAction:
+		return decodeAndRun(tx, cmd.Payload, applyDeviationAction)
+	case cmdRecordFinding:
+		return decodeAndRun(tx, cmd.Payload, applyRecordFinding)
 	}
 	return nil, fmt.Errorf("%w: unknown command type %q", ErrInvalid, cmd.Type)
 }

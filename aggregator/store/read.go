@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"strings"
 
 	bolt "go.etcd.io/bbolt"
 
@@ -147,6 +148,8 @@ func (s *Store) CRs(tenant string) ([]*model.CR, error) {
 type DeviationFilter struct {
 	Device string
 	State  model.DeviationState
+	Kind   model.DeviationKind
+	CR     string
 }
 
 // Deviations returns the tenant's deviations in the order they were raised.
@@ -159,7 +162,9 @@ func (s *Store) Deviations(tenant string, f DeviationFilter) ([]model.Deviation,
 			if err := json.Unmarshal(v, &d); err != nil {
 				return fmt.Errorf("decode deviation: %w", err)
 			}
-			if (f.Device == "" || d.Device == f.Device) && (f.State == "" || d.State == f.State) {
+			if (f.Device == "" || slices.Contains(strings.Split(d.Device, ","), f.Device)) &&
+				(f.State == "" || d.State == f.State) && (f.Kind == "" || d.Kind == f.Kind) &&
+				(f.CR == "" || d.CR == f.CR || d.ResolvedBy == f.CR) {
 				out = append(out, d)
 			}
 			return nil
@@ -188,4 +193,85 @@ func (s *Store) Stats() (Stats, error) {
 		return nil
 	})
 	return st, err
+}
+
+// Policy returns the tenant's change-management policy (the default one if none was
+// set).
+func (s *Store) Policy(tenant string) (*model.Policy, error) {
+	var p *model.Policy
+	err := s.fsm.view(func(tx *bolt.Tx) error {
+		var err error
+		p, err = loadPolicy(tx, tenant)
+		return err
+	})
+	return p, err
+}
+
+// Deviation returns one deviation.
+func (s *Store) Deviation(tenant, id string) (*model.Deviation, error) {
+	var d *model.Deviation
+	err := s.fsm.view(func(tx *bolt.Tx) error {
+		var err error
+		d, err = getDeviation(tx, tenant, id)
+		return err
+	})
+	return d, err
+}
+
+// DeviceState returns the aggregator's view of a device's ruleset with the origin of every
+// rule.
+func (s *Store) DeviceState(tenant, device string) (*model.DeviceState, error) {
+	var st *model.DeviceState
+	err := s.fsm.view(func(tx *bolt.Tx) error {
+		if tx.Bucket(bucketDevices).Get(deviceKey(tenant, device)) == nil {
+			return fmt.Errorf("device %s/%s: %w", tenant, device, ErrNotFound)
+		}
+		var err error
+		st, err = loadDevState(tx, tenant, device)
+		if err == nil && st == nil {
+			err = fmt.Errorf("no state of %s/%s yet (no baseline): %w", tenant, device, ErrNotFound)
+		}
+		return err
+	})
+	return st, err
+}
+
+// Rules returns every rule now on a device, in ruleset order, with where it came from:
+// the baseline, the CR that added it, or the deviation that found it unauthorized (with
+// that deviation's state).
+func (s *Store) Rules(tenant, device string) ([]model.RuleProvenance, error) {
+	out := []model.RuleProvenance{}
+	err := s.fsm.view(func(tx *bolt.Tx) error {
+		if tx.Bucket(bucketDevices).Get(deviceKey(tenant, device)) == nil {
+			return fmt.Errorf("device %s/%s: %w", tenant, device, ErrNotFound)
+		}
+		st, err := loadDevState(tx, tenant, device)
+		if err != nil || st == nil || st.Ruleset == nil {
+			return err
+		}
+		states := map[string]model.DeviationState{}
+		for _, t := range st.Ruleset.Tables {
+			for _, c := range t.Chains {
+				origins := st.Origins[chainKey(t.Family, t.Name, c.Name)]
+				for i, r := range c.Rules {
+					p := model.RuleProvenance{Family: t.Family, Table: t.Name, Chain: c.Name,
+						Position: i + 1, Rule: r.Text}
+					if i < len(origins) {
+						p.Origin = origins[i]
+					}
+					if id := p.Origin.Deviation; id != "" {
+						if _, ok := states[id]; !ok {
+							if d, err := getDeviation(tx, tenant, id); err == nil {
+								states[id] = d.State
+							}
+						}
+						p.DeviationState = states[id]
+					}
+					out = append(out, p)
+				}
+			}
+		}
+		return nil
+	})
+	return out, err
 }

@@ -22,9 +22,18 @@ var (
 	bucketCRs         = []byte("crs")         // tenant/id → model.CR
 	bucketDeviations  = []byte("deviations")  // tenant/big-endian number → model.Deviation
 	bucketCounters    = []byte("counters")    // name → big-endian uint64
+	bucketPolicies    = []byte("policies")    // tenant → model.Policy
+	bucketDevStates   = []byte("devstates")   // tenant/device → model.DeviceState
+	// bucketOpenDevs indexes the deviations not resolved: tenant/device/big-endian number
+	// → empty. Findings not about one device use the device "".
+	bucketOpenDevs = []byte("opendevs")
+	// bucketWindows indexes the CRs whose window close is still to be checked and the
+	// emergency CRs whose review is due: tenant/id → empty.
+	bucketWindows = []byte("windows")
 
 	allBuckets = [][]byte{bucketMeta, bucketEnrollments, bucketDevices, bucketRulesets,
-		bucketEvents, bucketEnvelopes, bucketCRs, bucketDeviations, bucketCounters}
+		bucketEvents, bucketEnvelopes, bucketCRs, bucketDeviations, bucketCounters,
+		bucketPolicies, bucketDevStates, bucketOpenDevs, bucketWindows}
 
 	keyApplied = []byte("applied_index")
 )

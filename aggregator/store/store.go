@@ -417,29 +417,7 @@ func (p *PendingEvent) Wait() (*AppendResult, error) {
 	return v.(*AppendResult), nil
 }
 
-// CreateCR creates a change request in state submitted. An empty cr.ID is numbered.
-func (s *Store) CreateCR(ctx context.Context, cr *model.CR, now time.Time) (*model.CR, error) {
-	if err := ValidateCR(cr); err != nil {
-		return nil, err
-	}
-	v, err := s.apply(ctx, cmdCreateCR, &createCRCmd{CR: *cr, At: now.UTC()})
-	if err != nil {
-		return nil, err
-	}
-	return v.(*model.CR), nil
-}
-
-// ApproveCR records approver's approval of the tenant's CR id.
-func (s *Store) ApproveCR(ctx context.Context, tenant, id, approver string,
-	now time.Time) (*model.CR, error) {
-	v, err := s.apply(ctx, cmdApproveCR, &approveCRCmd{
-		Tenant: tenant, ID: id, Approver: approver, At: now.UTC(),
-	})
-	if err != nil {
-		return nil, err
-	}
-	return v.(*model.CR), nil
-}
+// CreateCR, CRAction and the other change-management writes are in commands.go.
 
 // KeyFor returns the public key enrolled for tenant/device if its id is keyID. Any other
 // key id, or a device not enrolled, is event.ErrUnknownKey.

@@ -46,10 +46,12 @@ type DeadlineCheck struct {
 	Check func(d *Deadlines) error
 }
 
-// deadlineChecks run in this order on every committed tick.
-// TODO: the change-management engine (issue 4) registers its window-close, emergency
-// review and agent-silence checks here.
-var deadlineChecks []DeadlineCheck
+// deadlineChecks run in this order on every committed tick: CR windows closing and
+// emergency reviews falling due, then devices falling silent (apply_deadlines.go).
+var deadlineChecks = []DeadlineCheck{
+	{Name: "cr_windows", Check: windowChecks},
+	{Name: "agent_silence", Check: silenceChecks},
+}
 
 // Deadlines is what a DeadlineCheck works with.
 type Deadlines struct {

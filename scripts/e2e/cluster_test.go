@@ -1,6 +1,8 @@
 package e2e
 
 import (
+	"crypto/ed25519"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -52,12 +54,28 @@ type clusterCR struct {
 	State string `json:"state"`
 }
 
+// crRequest is a CR for fw-elsewhere, a device that sends nothing (enrollElsewhere
+// enrolls it: CRs are refused for devices not enrolled, and for windows already over).
 func crRequest(id string) map[string]any {
+	now := time.Now().UTC()
 	return map[string]any{"id": id, "title": "open ssh", "requester": "alice",
-		"device": "fw-elsewhere", "window_start": "2026-01-01T10:00:00Z",
-		"window_end": "2026-01-01T12:00:00Z",
+		"device": "fw-elsewhere", "window_start": now.Format(time.RFC3339),
+		"window_end": now.Add(2 * time.Hour).Format(time.RFC3339),
 		"changes": []map[string]string{{"action": "add", "chain": "inet filter input",
 			"rule": "tcp dport 22 accept"}}}
+}
+
+// enrollElsewhere enrolls fw-elsewhere, the target of the CRs of crRequest.
+func enrollElsewhere(t *testing.T, post lab.Poster) {
+	t.Helper()
+	var tok struct {
+		Token string `json:"token"`
+	}
+	check(t, post("POST", "/v1/tenants/acme/enrollments", map[string]string{"device": "fw-elsewhere"}, &tok))
+	pub, _, err := ed25519.GenerateKey(nil) // nil: crypto/rand
+	check(t, err)
+	check(t, post("POST", "/v1/enroll", map[string]string{"token": tok.Token,
+		"public_key": base64.StdEncoding.EncodeToString(pub)}, nil))
 }
 
 // TestClusterKillLeaderDuringBurst kills the leader with SIGKILL while ten agents send a
@@ -87,6 +105,7 @@ func TestClusterKillLeaderDuringBurst(t *testing.T) {
 		}
 	}
 	const crs = 30
+	enrollElsewhere(t, c.Poster(follower))
 	for i := range crs {
 		check(t, c.Poster(follower)("POST", "/v1/tenants/acme/crs", crRequest(
 			fmt.Sprintf("CR-BURST-%02d", i)), nil))
@@ -195,6 +214,7 @@ func TestClusterPartition(t *testing.T) {
 			break
 		}
 	}
+	enrollElsewhere(t, c.Poster(leader))
 	check(t, c.Poster(leader)("POST", "/v1/tenants/acme/crs", crRequest("CR-BEFORE"), nil))
 	var leaderAPI string
 	waitFor(t, 10*time.Second, "the leader's API in the node table", func() (bool, string) {
@@ -256,6 +276,7 @@ func TestClusterRestartAll(t *testing.T) {
 	leader, err := c.Leader(10 * time.Second)
 	check(t, err)
 	post := c.Poster(leader)
+	enrollElsewhere(t, post)
 	for i := range 40 {
 		check(t, post("POST", "/v1/tenants/acme/crs", crRequest(fmt.Sprintf("CR-R-%02d", i)), nil))
 		if i%2 == 0 {
@@ -387,6 +408,9 @@ var crModel = porcupine.NondeterministicModel{
 // and checks it with porcupine: zero violations.
 func TestClusterLinearizable(t *testing.T) {
 	_, c := newCluster(t)
+	first, err := c.Leader(10 * time.Second)
+	check(t, err)
+	enrollElsewhere(t, c.Poster(first))
 	const clients, keys = 6, 8
 	run := time.Duration(8) * time.Second
 	if s := os.Getenv("FENCELINE_LIN_SECONDS"); s != "" {

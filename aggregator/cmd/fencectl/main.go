@@ -77,7 +77,8 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 	pf.StringVar(&a.tenant, "tenant", os.Getenv("FENCELINE_TENANT"), "tenant (env FENCELINE_TENANT)")
 	pf.StringVarP(&a.output, "output", "o", "table", "output format: table or json")
 
-	root.AddCommand(a.enrollCmd(), a.crCmd(), a.deviationsCmd(), a.deviceCmd(), a.statsCmd())
+	root.AddCommand(a.enrollCmd(), a.crCmd(), a.deviationsCmd(), a.deviationCmd(), a.deviceCmd(),
+		a.statsCmd(), a.policyCmd(), a.rulesCmd())
 	root.AddCommand(a.clusterCmd())
 	return root
 }
