@@ -3,11 +3,14 @@ package agent
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
+	"os"
 	"strings"
 	"time"
 
 	"github.com/fenceline/fenceline/agent/snmp"
+	shippedprofiles "github.com/fenceline/fenceline/configs/snmp"
 	"github.com/fenceline/fenceline/shared/event"
 )
 
@@ -15,7 +18,9 @@ import (
 // (firewalls that cannot host an agent). Each target is a device of its own: its own
 // enrollment, key, outbox and event chain, kept under state_dir/snmp/NAME.
 type SNMPConfig struct {
-	// ProfilesDir holds the profiles (configs/snmp/ in the source tree).
+	// ProfilesDir holds site profiles. The shipped profiles (configs/snmp/) are built into
+	// the agent; a profile here is added to them, or replaces the shipped one of the same
+	// name. A directory that does not exist means the shipped profiles only.
 	ProfilesDir string `mapstructure:"profiles_dir"`
 	// TrapListen is the UDP address traps and informs are received on (e.g.
 	// 0.0.0.0:162); empty means no trap listener.
@@ -83,9 +88,6 @@ func (c *SNMPConfig) validate() []error {
 			errs = append(errs, fmt.Errorf("snmp.trap_listen %q: %w", c.TrapListen, err))
 		}
 	}
-	if len(c.Targets) > 0 && c.ProfilesDir == "" {
-		errs = append(errs, errors.New("snmp.profiles_dir is empty"))
-	}
 	names := map[string]bool{}
 	for i := range c.Targets {
 		t := &c.Targets[i]
@@ -139,6 +141,27 @@ func (c *SNMPConfig) validate() []error {
 		}
 	}
 	return errs
+}
+
+// loadSNMPProfiles returns the shipped profiles with those of dir laid over them, and
+// says where they came from. A dir that does not exist adds nothing; a dir that exists
+// but holds an invalid profile is an error.
+func loadSNMPProfiles(dir string) (snmp.Profiles, string, error) {
+	ps, err := snmp.LoadProfilesFS(shippedprofiles.Profiles)
+	if err != nil {
+		return nil, "", fmt.Errorf("shipped snmp profiles: %w", err)
+	}
+	if dir == "" {
+		return ps, "built-in", nil
+	}
+	if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
+		return ps, "built-in (" + dir + " does not exist)", nil
+	}
+	site, err := snmp.LoadProfiles(dir)
+	if err != nil {
+		return nil, "", err
+	}
+	return ps.Overlay(site), "built-in and " + dir, nil
 }
 
 func (t *SNMPTarget) usm() snmp.USM {

@@ -66,3 +66,59 @@ func TestSNMPConfigErrors(t *testing.T) {
 		}
 	}
 }
+
+// The shipped profiles are built in: a profiles_dir that does not exist (a fresh install,
+// a source checkout) still resolves every shipped profile; a site directory adds profiles
+// and replaces a shipped one of the same name.
+func TestSNMPProfilesBuiltInAndSite(t *testing.T) {
+	ps, from, err := loadSNMPProfiles(filepath.Join(t.TempDir(), "absent"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	shipped, err := os.ReadDir(filepath.Join("..", "configs", "snmp"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, e := range shipped {
+		if filepath.Ext(e.Name()) == ".yaml" {
+			n++
+		}
+	}
+	if len(ps) != n || n < 7 || !strings.Contains(from, "does not exist") {
+		t.Fatalf("built-in profiles %v from %q, want the %d files of configs/snmp", ps.Names(), from, n)
+	}
+	for _, name := range ps.Names() {
+		if _, err := ps.Resolve(name); err != nil {
+			t.Errorf("built-in %s: %v", name, err)
+		}
+	}
+
+	site := t.TempDir()
+	for file, body := range map[string]string{
+		"edge.yaml":     "name: edge\nextends: [mib2]\ntriggers:\n  - {name: x, oid: 1.3.6.1.4.1.99.1.0}\n",
+		"mikrotik.yaml": "name: mikrotik\nextends: [mib2]\ndescription: site override\n",
+	} {
+		if err := os.WriteFile(filepath.Join(site, file), []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ps, _, err = loadSNMPProfiles(site)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ps) != n+1 || ps["mikrotik"].Description != "site override" {
+		t.Fatalf("with a site dir: %v, mikrotik %q", ps.Names(), ps["mikrotik"].Description)
+	}
+	if p, err := ps.Resolve("edge"); err != nil || len(p.Tables) == 0 || len(p.Triggers) != 1 {
+		t.Fatalf("site profile extending a built-in: %+v, %v", p, err)
+	}
+
+	// An invalid site profile is an error naming the file, not silently skipped.
+	if err := os.WriteFile(filepath.Join(site, "bad.yaml"), []byte("name: bad\ntabels: []\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := loadSNMPProfiles(site); err == nil || !strings.Contains(err.Error(), "bad.yaml") {
+		t.Fatalf("invalid site profile: err = %v", err)
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -48,10 +49,11 @@ func OpenSNMP(ctx context.Context, cfg *Config, log *slog.Logger) (*SNMPDevices,
 	if len(sc.Targets) == 0 {
 		return nil, nil
 	}
-	profiles, err := snmp.LoadProfiles(sc.ProfilesDir)
+	profiles, from, err := loadSNMPProfiles(sc.ProfilesDir)
 	if err != nil {
 		return nil, err
 	}
+	log.Info("snmp profiles", "from", from, "profiles", strings.Join(profiles.Names(), ","))
 	s := &SNMPDevices{cfg: cfg, log: log}
 	var routes []snmp.TrapRoute
 	var users []snmp.USM
@@ -87,7 +89,8 @@ func OpenSNMP(ctx context.Context, cfg *Config, log *slog.Logger) (*SNMPDevices,
 func (s *SNMPDevices) open(ctx context.Context, t SNMPTarget, profiles snmp.Profiles) (*snmpDevice, error) {
 	profile, err := profiles.Resolve(t.Profile)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w (known: %s; snmp.profiles_dir %q)", err,
+			strings.Join(profiles.Names(), ", "), s.cfg.SNMP.ProfilesDir)
 	}
 	dir := filepath.Join(s.cfg.StateDir, "snmp", t.Name)
 	if err := os.MkdirAll(dir, 0o700); err != nil {

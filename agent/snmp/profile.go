@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -127,9 +129,22 @@ type Profiles map[string]*Profile
 
 // LoadProfiles reads every *.yaml, *.yml and *.json file in dir as one profile.
 func LoadProfiles(dir string) (Profiles, error) {
-	entries, err := os.ReadDir(dir)
-	if err != nil {
+	if _, err := os.Stat(dir); err != nil {
 		return nil, fmt.Errorf("profiles: %w", err)
+	}
+	ps, err := LoadProfilesFS(os.DirFS(dir))
+	if err != nil {
+		return nil, fmt.Errorf("profiles %s: %w", dir, err)
+	}
+	return ps, nil
+}
+
+// LoadProfilesFS reads every *.yaml, *.yml and *.json file at the top of fsys as one
+// profile (the embedded shipped profiles, or a directory).
+func LoadProfilesFS(fsys fs.FS) (Profiles, error) {
+	entries, err := fs.ReadDir(fsys, ".")
+	if err != nil {
+		return nil, err
 	}
 	ps := Profiles{}
 	for _, e := range entries {
@@ -137,7 +152,11 @@ func LoadProfiles(dir string) (Profiles, error) {
 		if e.IsDir() || (ext != ".yaml" && ext != ".yml" && ext != ".json") {
 			continue
 		}
-		p, err := ParseProfile(filepath.Join(dir, e.Name()))
+		b, err := fs.ReadFile(fsys, e.Name())
+		if err != nil {
+			return nil, err
+		}
+		p, err := parseProfile(e.Name(), b)
 		if err != nil {
 			return nil, err
 		}
@@ -155,20 +174,36 @@ func ParseProfile(path string) (*Profile, error) {
 	if err != nil {
 		return nil, fmt.Errorf("profile: %w", err)
 	}
+	return parseProfile(filepath.Base(path), b)
+}
+
+func parseProfile(name string, b []byte) (*Profile, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(b))
 	dec.KnownFields(true)
 	var p Profile
 	if err := dec.Decode(&p); err != nil {
-		return nil, fmt.Errorf("%w: %s: %v", ErrProfile, filepath.Base(path), err)
+		return nil, fmt.Errorf("%w: %s: %v", ErrProfile, name, err)
 	}
 	if p.Name == "" {
-		return nil, fmt.Errorf("%w: %s: no name", ErrProfile, filepath.Base(path))
+		return nil, fmt.Errorf("%w: %s: no name", ErrProfile, name)
 	}
 	if err := p.check(); err != nil {
-		return nil, fmt.Errorf("%w: %s: %v", ErrProfile, filepath.Base(path), err)
+		return nil, fmt.Errorf("%w: %s: %v", ErrProfile, name, err)
 	}
 	return &p, nil
 }
+
+// Overlay returns the profiles of ps with those of over added; a profile of over
+// replaces the one of ps with the same name.
+func (ps Profiles) Overlay(over Profiles) Profiles {
+	out := make(Profiles, len(ps)+len(over))
+	maps.Copy(out, ps)
+	maps.Copy(out, over)
+	return out
+}
+
+// Names lists the profiles' names in order.
+func (ps Profiles) Names() []string { return slices.Sorted(maps.Keys(ps)) }
 
 // check validates the profile's own fields (not what it extends) and normalizes OIDs.
 func (p *Profile) check() error {
