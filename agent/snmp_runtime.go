@@ -194,6 +194,8 @@ func (s *SNMPDevices) Collectors() []prometheus.Collector {
 			func(s snmp.Stats) uint64 { return s.ReadErrors })
 		counter("fenceline_agent_snmp_traps_total", "Configuration-change traps routed to the target.",
 			func(s snmp.Stats) uint64 { return s.Traps })
+		counter("fenceline_agent_snmp_restarts_total", "Device restarts seen (engine boots, uptime).",
+			func(s snmp.Stats) uint64 { return s.Restarts })
 		counter("fenceline_agent_snmp_reports_total", "State events reported for the target.",
 			func(s snmp.Stats) uint64 { return s.Reports })
 		cs = append(cs, prometheus.NewGaugeFunc(prometheus.GaugeOpts{

@@ -3,14 +3,20 @@ package snmp
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/gosnmp/gosnmp"
+
+	"github.com/fenceline/fenceline/shared/event"
+	"github.com/fenceline/fenceline/shared/ruleset"
 )
 
 // badPeer is an SNMPv2c agent that misbehaves on purpose, over a real UDP socket on
@@ -216,3 +222,137 @@ func TestWatcherUnreachable(t *testing.T) {
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
+
+// tablePeer serves sysUpTime.0 and snmpEngineBoots.0 to GETs (uptime from the function,
+// boots absent), and to GETBULKs the conceptual table 1.3.6.1.4.1.99.1.1 with rows 1 to
+// 6 whose column 2 is value(row), then the end of the MIB.
+func tablePeer(t *testing.T, uptime func() uint32, value func(req, row int) int) string {
+	const entry = ".1.3.6.1.4.1.99.1.1.2."
+	var mu sync.Mutex
+	bulks := 0
+	return newBadPeer(t, func(req *gosnmp.SnmpPacket, n int) any {
+		mu.Lock()
+		defer mu.Unlock()
+		if req.PDUType == gosnmp.GetRequest {
+			var vbs []gosnmp.SnmpPDU
+			for _, v := range req.Variables {
+				if strings.TrimPrefix(v.Name, ".") == OIDSysUpTime {
+					vbs = append(vbs, gosnmp.SnmpPDU{Name: v.Name, Type: gosnmp.TimeTicks, Value: uptime()})
+				} else {
+					vbs = append(vbs, gosnmp.SnmpPDU{Name: v.Name, Type: gosnmp.NoSuchObject})
+				}
+			}
+			return &gosnmp.SnmpPacket{Variables: vbs}
+		}
+		bulks++
+		after := strings.TrimPrefix(req.Variables[0].Name, ".")
+		row := 0
+		if strings.HasPrefix("."+after, entry) {
+			row, _ = strconv.Atoi(strings.TrimPrefix("."+after, entry))
+		}
+		var vbs []gosnmp.SnmpPDU
+		for i := row + 1; i <= row+int(req.MaxRepetitions) && i <= 6; i++ {
+			vbs = append(vbs, vb(entry+itoa(i), value(bulks, i)))
+		}
+		if len(vbs) < int(req.MaxRepetitions) {
+			vbs = append(vbs, gosnmp.SnmpPDU{Name: ".1.3.6.1.4.1.99.2", Type: gosnmp.EndOfMibView})
+		}
+		return &gosnmp.SnmpPacket{Variables: vbs}
+	})
+}
+
+func tableProfile(t *testing.T) *Profile {
+	p := &Profile{Name: "t", Tables: []*TableSpec{{Name: "policies", Kind: KindTable,
+		Entry: "policy", OID: "1.3.6.1.4.1.99.1.1", Columns: []Column{{ID: 2, Name: "action"}}}}}
+	if err := p.check(); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// A table that changes in the middle of a walk (between its two GETBULK pages) is never
+// reported half old, half new: the snapshot is the new table, read the same twice.
+func TestTableChangesMidWalk(t *testing.T) {
+	// Bulk requests 1 and 2 are the first walk's two pages: the table changes between
+	// them, from 1 to 2 in every row.
+	addr := tablePeer(t, func() uint32 { return 100 }, func(req, row int) int {
+		if req >= 2 {
+			return 2
+		}
+		return 1
+	})
+	s, err := NewPoller(dialPeer(t, addr), tableProfile(t)).Read(context.Background(), ruleset.Sum{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"action = 2"}
+	for _, o := range s.State.Tables[0].Objects {
+		if !slices.Equal(o.Spec, want) {
+			t.Fatalf("row %s = %q in a snapshot:\n%s", o.Name, o.Spec, s.State.Text())
+		}
+	}
+	if n := len(s.State.Tables[0].Objects); n != 6 || s.Attempts != 3 {
+		t.Fatalf("%d rows after %d reads, want 6 rows after 3 (mixed, new, new again)", n, s.Attempts)
+	}
+}
+
+// A table that changes during every walk gives no snapshot: ErrUnstable, a clear error,
+// and the watcher marks the target unreachable rather than report a state never seen
+// whole. It keeps running and reports once the table holds still.
+func TestTableChangesEveryWalk(t *testing.T) {
+	var still atomic.Bool
+	addr := tablePeer(t, func() uint32 { return 100 }, func(req, row int) int {
+		if still.Load() {
+			return 7
+		}
+		return req // a new value on every page
+	})
+	iv := Intervals{Poll: 50 * time.Millisecond, Walk: time.Hour, Heartbeat: time.Hour}
+	w, sink := runWatcher(t, Target{Address: addr, Version: "2c", Community: "public",
+		Timeout: 200 * time.Millisecond, MaxRepetitions: 3}, tableProfile(t), iv)
+	waitFor(t, 5*time.Second, "unstable", func() (bool, string) {
+		s := w.Stats()
+		return s.Unreachable && strings.Contains(s.LastError, ErrUnstable.Error()), s.LastError
+	})
+	if r, _ := sink.get(); len(r) != 0 {
+		t.Fatalf("reported a state of an unstable table: %+v", r)
+	}
+	still.Store(true)
+	got := waitReports(t, sink, 1, 5*time.Second)
+	if got[0].kind != event.Baseline || !strings.Contains(got[0].rs.Text(), "action = 7") {
+		t.Fatalf("after the table held still: %s\n%s", got[0].kind, got[0].rs.Text())
+	}
+}
+
+// sysUpTime wrapping at 2^32 (497 days) is not a restart; sysUpTime going back to a small
+// value is one. The verdicts are counted, and the wrap reports nothing.
+func TestUptimeWrap(t *testing.T) {
+	start := time.Now()
+	var restartedAt atomic.Int64 // unix nanoseconds; 0 while the device runs on
+	addr := tablePeer(t, func() uint32 {
+		now := time.Now()
+		if at := restartedAt.Load(); at != 0 {
+			return uint32(now.Sub(time.Unix(0, at)) / (10 * time.Millisecond))
+		}
+		// 0.3 s before the wrap when the test starts.
+		return uint32(1<<32 - 30 + uint64(now.Sub(start)/(10*time.Millisecond)))
+	}, func(int, int) int { return 1 })
+	iv := Intervals{Poll: 50 * time.Millisecond, Walk: time.Hour, Heartbeat: time.Hour}
+	w, sink := runWatcher(t, Target{Address: addr, Version: "2c", Community: "public",
+		Timeout: 200 * time.Millisecond, MaxRepetitions: 3}, tableProfile(t), iv)
+	waitReports(t, sink, 1, 5*time.Second)
+	waitFor(t, 5*time.Second, "polls well past the wrap", func() (bool, string) {
+		return time.Since(start) > time.Second && w.Stats().Polls >= 10, fmt.Sprintf("%+v", w.Stats())
+	})
+	if s := w.Stats(); s.Restarts != 0 || s.PollErrors != 0 {
+		t.Fatalf("the 2^32 wrap was taken for a restart or failed: %+v", s)
+	}
+	// Restarted now: uptime goes back from about a second to 0.
+	restartedAt.Store(time.Now().UnixNano())
+	waitFor(t, 5*time.Second, "the restart seen", func() (bool, string) {
+		return w.Stats().Restarts == 1, fmt.Sprintf("%+v", w.Stats())
+	})
+	if r, _ := sink.get(); len(r) != 1 {
+		t.Fatalf("reports %+v, want the baseline only (nothing changed)", r)
+	}
+}

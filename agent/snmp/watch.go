@@ -46,6 +46,9 @@ type TrapNote struct {
 // Stats counts what a Watcher did. Read it with Watcher.Stats.
 type Stats struct {
 	Polls, PollErrors, Reads, ReadErrors, Traps, Reports, ReportErrors uint64
+	// Restarts counts the device restarts seen (snmpEngineBoots up, or sysUpTime back by
+	// other than its 2^32 wrap).
+	Restarts uint64
 	// Unreachable is true while the last poll or read of the target failed.
 	Unreachable bool
 	// LastError is the last failure's text; LastOK the last successful poll or read.
@@ -69,9 +72,10 @@ type Watcher struct {
 	// resume is set after a failure: the next successful read is a reconcile.
 	resume string
 
-	polls, pollErrors, reads, readErrors, trapsN, reports, reportErrors atomic.Uint64
-	mu                                                                  sync.Mutex
-	st                                                                  Stats
+	polls, pollErrors, reads, readErrors, trapsN, reports, reportErrors, restarts atomic.Uint64
+
+	mu sync.Mutex
+	st Stats
 }
 
 // NewWatcher returns a watcher for the target called name. last is the state last
@@ -114,6 +118,7 @@ func (w *Watcher) Stats() Stats {
 	s.Polls, s.PollErrors, s.Reads, s.ReadErrors = w.polls.Load(), w.pollErrors.Load(),
 		w.reads.Load(), w.readErrors.Load()
 	s.Traps, s.Reports, s.ReportErrors = w.trapsN.Load(), w.reports.Load(), w.reportErrors.Load()
+	s.Restarts = w.restarts.Load()
 	return s
 }
 
@@ -160,12 +165,15 @@ func (w *Watcher) poll(ctx context.Context) {
 		return
 	}
 	switch {
-	case w.resume != "":
-		w.read(ctx, "poll", nil)
 	case c.Restarted:
+		// Checked first: a device that was unreachable because it restarted says so in
+		// the reconcile, rather than only that it was unreachable.
+		w.restarts.Add(1)
 		w.log.Info("snmp target restarted", "target", w.name, "note", c.Note)
 		w.resume = c.Note
 		w.read(ctx, "restart", nil)
+	case w.resume != "":
+		w.read(ctx, "poll", nil)
 	case len(c.Moved) > 0:
 		w.log.Debug("snmp change scalars moved", "target", w.name, "moved", strings.Join(c.Moved, ","))
 		w.read(ctx, "trigger "+strings.Join(c.Moved, ","), nil)

@@ -93,7 +93,7 @@ snmp:
 	check(t, err)
 	check(t, os.WriteFile(edited, []byte(strings.Replace(string(b),
 		"1.3.6.1.2.1.2.2.1.7.2|2|1\n", "1.3.6.1.2.1.2.2.1.7.2|2|2\n", 1)), 0o644))
-	check(t, sim.Replace("edge", edited))
+	check(t, sim.Update("edge", edited))
 
 	var devs []snmpDeviation
 	waitFor(t, 30*time.Second, "an unauthorized deviation on the firewall", func() (bool, string) {
@@ -112,11 +112,12 @@ snmp:
 	check(t, a.CtlJSON(tenant, &h, "device", "history", fw))
 	var changes []snmpEvent
 	for _, e := range h {
-		if e.Kind == "change" || e.Kind == "reconcile" {
+		if e.Kind != "baseline" && e.Kind != "heartbeat" {
 			changes = append(changes, e)
 		}
 	}
-	if len(changes) != 1 || changes[0].Source != "snmp" || len(changes[0].Changes) != 1 {
+	if len(changes) != 1 || changes[0].Kind != "change" || changes[0].Source != "snmp" ||
+		len(changes[0].Changes) != 1 || changes[0].Changes[0].Object != "ifEntry 2" {
 		t.Fatalf("change events = %+v, want one snmp event with one change", changes)
 	}
 	// The host's own nftables device is untouched by any of this.
