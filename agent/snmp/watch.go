@@ -56,6 +56,12 @@ type Stats struct {
 	LastOK    time.Time
 	// LastRead is when the tables were last read (for tests and the operator).
 	LastRead time.Time
+	// LastReadStart is when the last read of the tables began and LastReadWhy what caused
+	// it ("start", "poll", "restart", "trigger NAME", "trap NAME", "backstop").
+	LastReadStart time.Time
+	LastReadWhy   string
+	// LastTrap is when the listener received the last configuration-change notification.
+	LastTrap time.Time
 }
 
 // Watcher polls one target and reports its configuration to a Sink.
@@ -139,6 +145,9 @@ func (w *Watcher) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case n := <-w.traps:
+			w.mu.Lock()
+			w.st.LastTrap = n.At
+			w.mu.Unlock()
 			w.log.Debug("snmp config-change trap", "target", w.name, "trap", n.Trap)
 			w.read(ctx, "trap "+n.Trap, n.Committer)
 		case <-poll.C:
@@ -184,6 +193,9 @@ func (w *Watcher) poll(ctx context.Context) {
 
 // read walks the tables and reports the state if it moved.
 func (w *Watcher) read(ctx context.Context, why string, trapCommitter *event.Committer) {
+	w.mu.Lock()
+	w.st.LastReadStart, w.st.LastReadWhy = time.Now(), why
+	w.mu.Unlock()
 	w.reads.Add(1)
 	s, err := w.poller.Read(ctx, w.lastDigest)
 	if err != nil {
