@@ -51,9 +51,10 @@ type SNMPTarget struct {
 	// target); WalkInterval is the backstop walk of every configuration table.
 	PollInterval time.Duration `mapstructure:"poll_interval"`
 	WalkInterval time.Duration `mapstructure:"walk_interval"`
-	// Timeout bounds one request; Retries follow a timeout.
+	// Timeout bounds one request attempt; Retries more attempts follow a timeout (default
+	// 1: one lost UDP datagram does not make the target unreachable).
 	Timeout        time.Duration `mapstructure:"timeout"`
-	Retries        int           `mapstructure:"retries"`
+	Retries        *int          `mapstructure:"retries"`
 	MaxRepetitions int           `mapstructure:"max_repetitions"`
 	// TrapCommunity is the community its v2c traps carry (default: Community). Its v3
 	// traps must come from V3.User.
@@ -78,6 +79,7 @@ const (
 	defaultSNMPPoll    = 30 * time.Second
 	defaultSNMPWalk    = 15 * time.Minute
 	defaultSNMPTimeout = 2 * time.Second
+	defaultSNMPRetries = 1
 )
 
 // validate fills target defaults and checks the section.
@@ -133,7 +135,11 @@ func (c *SNMPConfig) validate() []error {
 			t.Timeout < 10*time.Millisecond {
 			errs = append(errs, fmt.Errorf("%s: poll_interval, walk_interval and timeout must be at least 10ms", what))
 		}
-		if t.Retries < 0 || t.MaxRepetitions < 0 {
+		if t.Retries == nil {
+			t.Retries = new(int)
+			*t.Retries = defaultSNMPRetries
+		}
+		if *t.Retries < 0 || t.MaxRepetitions < 0 {
 			errs = append(errs, fmt.Errorf("%s: retries and max_repetitions must not be negative", what))
 		}
 		if t.TrapCommunity == "" {
@@ -172,5 +178,5 @@ func (t *SNMPTarget) usm() snmp.USM {
 
 func (t *SNMPTarget) target() snmp.Target {
 	return snmp.Target{Address: t.Address, Version: t.Version, Community: t.Community,
-		V3: t.usm(), Timeout: t.Timeout, Retries: t.Retries, MaxRepetitions: uint32(t.MaxRepetitions)}
+		V3: t.usm(), Timeout: t.Timeout, Retries: *t.Retries, MaxRepetitions: uint32(t.MaxRepetitions)}
 }

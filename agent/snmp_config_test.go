@@ -34,6 +34,7 @@ snmp:
       community: public
       profile: cisco-asa
       poll_interval: 5s
+      retries: 0
     - name: fw-a.v3
       address: 127.0.0.1
       version: "3"
@@ -46,7 +47,8 @@ snmp:
 	ts := c.SNMP.Targets
 	if len(ts) != 2 || ts[0].Name != "FW-A" || ts[0].Version != "2c" || ts[0].PollInterval != 5*time.Second ||
 		ts[0].WalkInterval != defaultSNMPWalk || ts[0].TrapCommunity != "public" ||
-		ts[1].V3.PrivProtocol != "AES" || c.SNMP.ProfilesDir != "/etc/fenceline/snmp" {
+		ts[1].V3.PrivProtocol != "AES" || c.SNMP.ProfilesDir != "/etc/fenceline/snmp" ||
+		*ts[0].Retries != 0 || *ts[1].Retries != defaultSNMPRetries || ts[1].Timeout != defaultSNMPTimeout {
 		t.Fatalf("targets = %+v", ts)
 	}
 }

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/fenceline/fenceline/scripts/lab"
 )
 
 type snmpEvent struct {
@@ -36,9 +38,11 @@ type snmpDeviation struct {
 // TestSNMPChangeIsUnauthorized: an agent watches its own ruleset and, as a device of its
 // own, a firewall over SNMP (snmpsim serving a real device's recording). A configuration
 // row changing on that firewall becomes a signed snmp event and an unauthorized
-// deviation at the aggregator naming the row.
+// deviation at the aggregator naming the row. A second SNMP target that never answers
+// reports nothing and stops neither the agent nor the first target. The profiles are
+// the built-in ones (no profiles_dir).
 func TestSNMPChangeIsUnauthorized(t *testing.T) {
-	const tenant, host, fw = "acme", "appliance-1", "edge-fw-1"
+	const tenant, host, fw, dead = "acme", "appliance-1", "edge-fw-1", "dead-fw-1"
 	l := newLab(t, "snmpsimd", "snmpgetnext")
 	recording := corpusFile(t, "snmp/snmpsim-debian/linux-full-walk.snmprec")
 	sim, err := l.Snmpsim("snmpsim", map[string]string{"edge": recording})
@@ -48,11 +52,15 @@ func TestSNMPChangeIsUnauthorized(t *testing.T) {
 	a, err := l.Aggregator("aggregator", "")
 	check(t, err)
 
-	var hostTok, fwTok struct {
+	var hostTok, fwTok, deadTok struct {
 		Token string `json:"token"`
 	}
 	check(t, a.CtlJSON(tenant, &hostTok, "enroll", "--device", host))
 	check(t, a.CtlJSON(tenant, &fwTok, "enroll", "--device", fw))
+	check(t, a.CtlJSON(tenant, &deadTok, "enroll", "--device", dead))
+	// Nothing listens there: requests are refused or time out.
+	deadPort, err := lab.FreeUDPPort()
+	check(t, err)
 	base, err := os.ReadFile(filepath.Join(repoRoot, "configs", "agent.yaml"))
 	check(t, err)
 	conf := filepath.Join(t.TempDir(), "agent.yaml")
@@ -60,6 +68,13 @@ func TestSNMPChangeIsUnauthorized(t *testing.T) {
 snmp:
   profiles_dir: %s
   targets:
+    - name: %s
+      enroll_token: %s
+      address: 127.0.0.1:%d
+      community: public
+      profile: cisco-asa
+      poll_interval: 200ms
+      timeout: 200ms
     - name: %s
       enroll_token: %s
       address: %s
@@ -70,8 +85,9 @@ snmp:
       walk_interval: 500ms
       timeout: 500ms
       retries: 1
-`, filepath.Join(repoRoot, "configs", "snmp"), fw, fwTok.Token, sim.Addr))...), 0o600))
-	_, err = l.Start("agent", nil, filepath.Join(binDir, "fenceline-agent"), "run",
+`, filepath.Join(t.TempDir(), "no-site-profiles"), dead, deadTok.Token, deadPort, fw, fwTok.Token,
+		sim.Addr))...), 0o600))
+	agentProc, err := l.Start("agent", nil, filepath.Join(binDir, "fenceline-agent"), "run",
 		"--config", conf, "--state-dir", filepath.Join(l.Dir, "agent"), "--aggregator", a.API,
 		"--token", hostTok.Token, "--netns", ns, "--log-level", "debug")
 	check(t, err)
@@ -119,6 +135,12 @@ snmp:
 	if len(changes) != 1 || changes[0].Kind != "change" || changes[0].Source != "snmp" ||
 		len(changes[0].Changes) != 1 || changes[0].Changes[0].Object != "ifEntry 2" {
 		t.Fatalf("change events = %+v, want one snmp event with one change", changes)
+	}
+	// The target that never answered reported nothing, and the agent runs on.
+	var dh []snmpEvent
+	check(t, a.CtlJSON(tenant, &dh, "device", "history", dead))
+	if len(dh) != 0 || agentProc.Exited() {
+		t.Errorf("dead target: %d events; agent exited: %v", len(dh), agentProc.Exited())
 	}
 	// The host's own nftables device is untouched by any of this.
 	if hd := deviations(t, a, tenant, host); len(hd) != 0 {
