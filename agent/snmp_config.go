@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -25,6 +26,10 @@ type SNMPConfig struct {
 	// TrapListen is the UDP address traps and informs are received on (e.g.
 	// 0.0.0.0:162); empty means no trap listener.
 	TrapListen string `mapstructure:"trap_listen"`
+	// TrapEngineID is the trap listener's SNMPv3 engine id in hex (5 to 32 octets, e.g.
+	// 80001f8804 followed by text), which devices sending v3 informs are configured
+	// with. Empty: v3 informs are not accepted (v3 traps, v2c traps and informs are).
+	TrapEngineID string `mapstructure:"trap_engine_id"`
 	// Targets is a list (not a map keyed by name: configuration keys are
 	// case-insensitive, device names are not).
 	Targets []SNMPTarget `mapstructure:"targets"`
@@ -90,6 +95,9 @@ func (c *SNMPConfig) validate() []error {
 			errs = append(errs, fmt.Errorf("snmp.trap_listen %q: %w", c.TrapListen, err))
 		}
 	}
+	if _, err := c.engineID(); err != nil {
+		errs = append(errs, err)
+	}
 	names := map[string]bool{}
 	for i := range c.Targets {
 		t := &c.Targets[i]
@@ -147,6 +155,18 @@ func (c *SNMPConfig) validate() []error {
 		}
 	}
 	return errs
+}
+
+// engineID decodes TrapEngineID; nil when it is empty.
+func (c *SNMPConfig) engineID() ([]byte, error) {
+	if c.TrapEngineID == "" {
+		return nil, nil
+	}
+	b, err := hex.DecodeString(strings.TrimPrefix(strings.ToLower(c.TrapEngineID), "0x"))
+	if err != nil || len(b) < 5 || len(b) > 32 {
+		return nil, fmt.Errorf("snmp.trap_engine_id %q: want 5 to 32 octets in hex", c.TrapEngineID)
+	}
+	return b, nil
 }
 
 // loadSNMPProfiles returns the shipped profiles with those of dir laid over them, and

@@ -28,6 +28,7 @@ func TestSNMPConfigTargets(t *testing.T) {
 	c, err := loadConfig(t, `
 snmp:
   trap_listen: 127.0.0.1:9162
+  trap_engine_id: 0x80001F880466656e63656c696e65
   targets:
     - name: FW-A
       address: 127.0.0.1:161
@@ -48,7 +49,7 @@ snmp:
 	if len(ts) != 2 || ts[0].Name != "FW-A" || ts[0].Version != "2c" || ts[0].PollInterval != 5*time.Second ||
 		ts[0].WalkInterval != defaultSNMPWalk || ts[0].TrapCommunity != "public" ||
 		ts[1].V3.PrivProtocol != "AES" || c.SNMP.ProfilesDir != "/etc/fenceline/snmp" ||
-		*ts[0].Retries != 0 || *ts[1].Retries != defaultSNMPRetries || ts[1].Timeout != defaultSNMPTimeout {
+		string(must(c.SNMP.engineID())) != "\x80\x00\x1f\x88\x04fenceline" || *ts[0].Retries != 0 || *ts[1].Retries != defaultSNMPRetries || ts[1].Timeout != defaultSNMPTimeout {
 		t.Fatalf("targets = %+v", ts)
 	}
 }
@@ -61,6 +62,7 @@ func TestSNMPConfigErrors(t *testing.T) {
 		"weak v3":        {"snmp:\n  targets:\n    - {name: a, address: x, profile: p, version: '3', v3: {user: u, auth_protocol: MD5, auth_passphrase: xxxxxxxx}}\n", "MD5"},
 		"no community":   {"snmp:\n  targets:\n    - {name: a, address: x, profile: p}\n", "community"},
 		"bad name":       {"snmp:\n  targets:\n    - {name: 'a/b', address: x, community: c, profile: p}\n", "name"},
+		"short engine":   {"snmp:\n  trap_engine_id: 80001f88\n", "trap_engine_id"},
 	} {
 		_, err := loadConfig(t, c.body)
 		if err == nil || !strings.Contains(err.Error(), c.want) {
@@ -123,4 +125,11 @@ func TestSNMPProfilesBuiltInAndSite(t *testing.T) {
 	if _, _, err := loadSNMPProfiles(site); err == nil || !strings.Contains(err.Error(), "bad.yaml") {
 		t.Fatalf("invalid site profile: err = %v", err)
 	}
+}
+
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
 }

@@ -78,7 +78,15 @@ func OpenSNMP(ctx context.Context, cfg *Config, log *slog.Logger) (*SNMPDevices,
 		routes = append(routes, route)
 	}
 	if sc.TrapListen != "" {
-		if s.traps, err = snmp.NewTrapListener(sc.TrapListen, users, routes, log); err != nil {
+		engineID, err := sc.engineID()
+		if err != nil {
+			s.Close()
+			return nil, err
+		}
+		if engineID == nil && len(users) > 0 {
+			log.Info("snmp v3 informs are not accepted without snmp.trap_engine_id; v3 traps are")
+		}
+		if s.traps, err = snmp.NewTrapListener(sc.TrapListen, engineID, users, routes, log); err != nil {
 			s.Close()
 			return nil, err
 		}

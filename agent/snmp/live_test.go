@@ -324,7 +324,7 @@ func TestTrapTriggersImmediateRead(t *testing.T) {
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	jp := resolve(t, "juniper")
 	jw := &recorder{}
-	tl, err := NewTrapListener(addr, []USM{{User: v3User, AuthProtocol: "SHA256",
+	tl, err := NewTrapListener(addr, listenerEngine, []USM{{User: v3User, AuthProtocol: "SHA256",
 		AuthPassphrase: v3Auth, PrivProtocol: "AES", PrivPassphrase: v3Priv}},
 		[]TrapRoute{
 			{Target: "cisco", Host: mustAddr("127.0.0.1"), Community: "dev", Profile: p, Deliver: w.Trap},
@@ -406,7 +406,30 @@ func TestTrapTriggersImmediateRead(t *testing.T) {
 	if n := jw.get(); len(n) != 2 || n[1].Committer == nil || n[1].Committer.LoginUID != "carol" {
 		t.Errorf("notes after a forged trap: %+v", n)
 	}
+
+	// Informs, v2c and v3: snmptrap -Ci fails unless the listener acknowledges. The v3
+	// sender first discovers the listener's engine id, as a device does.
+	traps := tl.Stats().Delivered
+	if err := lab.SnmpTrap("-Ci", "-t", "1", "-r", "1", "-v", "2c", "-c", "dev", addr, "",
+		"1.3.6.1.4.1.9.9.43.2.0.2", "1.3.6.1.4.1.9.9.43.1.1.6.1.8.192", "s", "dave"); err != nil {
+		t.Fatal(err)
+	}
+	if err := lab.SnmpTrap("-Ci", "-t", "1", "-r", "1", "-v", "3", "-l", "authPriv", "-u", v3User,
+		"-a", "SHA-256", "-A", v3Auth, "-x", "AES", "-X", v3Priv, addr, "",
+		"1.3.6.1.4.1.2636.4.5.0.1", "1.3.6.1.4.1.2636.3.18.1.7.1.5.83", "s", "erin"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, "informs delivered", func() (bool, string) {
+		return tl.Stats().Delivered >= traps+2 && len(jw.get()) == 3, fmt.Sprintf("%+v", tl.Stats())
+	})
+	if n := jw.get(); n[2].Committer == nil || n[2].Committer.LoginUID != "erin" {
+		t.Errorf("v3 inform: %+v", n[2])
+	}
 }
+
+// listenerEngine is the trap listener's SNMPv3 engine id in the tests (enterprise 8072
+// net-snmp's number, text format).
+var listenerEngine = append([]byte{0x80, 0x00, 0x1f, 0x88, 0x04}, "fenceline-test"...)
 
 func mustAddr(s string) netip.Addr { return netip.MustParseAddr(s) }
 
