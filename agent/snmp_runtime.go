@@ -216,6 +216,20 @@ func (s *SNMPDevices) Collectors() []prometheus.Collector {
 			return 0
 		}))
 	}
+	if l := s.traps; l != nil {
+		trapCounter := func(name, help string, f func(snmp.TrapStats) uint64) {
+			cs = append(cs, prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help},
+				func() float64 { return float64(f(l.Stats())) }))
+		}
+		trapCounter("fenceline_agent_snmp_trap_received_total", "Notifications decoded by the trap listener.",
+			func(s snmp.TrapStats) uint64 { return s.Received })
+		trapCounter("fenceline_agent_snmp_trap_unmatched_total",
+			"Notifications from no configured target, or with wrong credentials.",
+			func(s snmp.TrapStats) uint64 { return s.Unmatched })
+		trapCounter("fenceline_agent_snmp_trap_ignored_total",
+			"Notifications of a target that do not announce a configuration change.",
+			func(s snmp.TrapStats) uint64 { return s.Ignored })
+	}
 	return cs
 }
 

@@ -12,10 +12,11 @@ import (
 )
 
 type snmpEvent struct {
-	Seq     string `json:"seq"`
-	Kind    string `json:"kind"`
-	Source  string `json:"source"`
-	Changes []struct {
+	Seq      string `json:"seq"`
+	Kind     string `json:"kind"`
+	Source   string `json:"source"`
+	Observed string `json:"observed"`
+	Changes  []struct {
 		Kind   string `json:"kind"`
 		Table  string `json:"table"`
 		Object string `json:"object"`
@@ -36,14 +37,16 @@ type snmpDeviation struct {
 }
 
 // TestSNMPChangeIsUnauthorized: an agent watches its own ruleset and, as a device of its
-// own, a firewall over SNMP (snmpsim serving a real device's recording). A configuration
-// row changing on that firewall becomes a signed snmp event and an unauthorized
-// deviation at the aggregator naming the row. A second SNMP target that never answers
-// reports nothing and stops neither the agent nor the first target. The profiles are
-// the built-in ones (no profiles_dir).
+// own, a firewall over SNMP (snmpsim serving a real device's recording). The firewall
+// changes a configuration row and sends its configuration-change trap: the agent reads
+// it at once (its timers are an hour), and the change becomes one signed snmp event and
+// an unauthorized deviation at the aggregator naming the row. The firewall's profile is
+// a site profile (profiles_dir) extending the built-in mib2 with its trap. A second
+// target, on a built-in profile, never answers: it reports nothing and stops neither the
+// agent nor the first target.
 func TestSNMPChangeIsUnauthorized(t *testing.T) {
 	const tenant, host, fw, dead = "acme", "appliance-1", "edge-fw-1", "dead-fw-1"
-	l := newLab(t, "snmpsimd", "snmpgetnext")
+	l := newLab(t, "snmpsimd", "snmpgetnext", "snmptrap")
 	recording := corpusFile(t, "snmp/snmpsim-debian/linux-full-walk.snmprec")
 	sim, err := l.Snmpsim("snmpsim", map[string]string{"edge": recording})
 	check(t, err)
@@ -61,12 +64,24 @@ func TestSNMPChangeIsUnauthorized(t *testing.T) {
 	// Nothing listens there: requests are refused or time out.
 	deadPort, err := lab.FreeUDPPort()
 	check(t, err)
+	trapPort, err := lab.FreeUDPPort()
+	check(t, err)
+	trapAddr := fmt.Sprintf("127.0.0.1:%d", trapPort)
+	// The site knows its firewall's configuration-change notification (an experimental
+	// OID here); the rest of the profile is the built-in mib2.
+	site := t.TempDir()
+	check(t, os.WriteFile(filepath.Join(site, "edge.yaml"), []byte(`name: edge
+extends: [mib2]
+traps:
+  - {name: edgeConfigChanged, oid: 1.3.6.1.4.1.8072.9999.9999.0.1}
+`), 0o600))
 	base, err := os.ReadFile(filepath.Join(repoRoot, "configs", "agent.yaml"))
 	check(t, err)
 	conf := filepath.Join(t.TempDir(), "agent.yaml")
 	check(t, os.WriteFile(conf, append(base, []byte(fmt.Sprintf(`
 snmp:
   profiles_dir: %s
+  trap_listen: %s
   targets:
     - name: %s
       enroll_token: %s
@@ -80,12 +95,12 @@ snmp:
       address: %s
       version: "2c"
       community: edge
-      profile: mib2
-      poll_interval: 200ms
-      walk_interval: 500ms
+      profile: edge
+      poll_interval: 1h
+      walk_interval: 1h
       timeout: 500ms
       retries: 1
-`, filepath.Join(t.TempDir(), "no-site-profiles"), dead, deadTok.Token, deadPort, fw, fwTok.Token,
+`, site, trapAddr, dead, deadTok.Token, deadPort, fw, fwTok.Token,
 		sim.Addr))...), 0o600))
 	agentProc, err := l.Start("agent", nil, filepath.Join(binDir, "fenceline-agent"), "run",
 		"--config", conf, "--state-dir", filepath.Join(l.Dir, "agent"), "--aggregator", a.API,
@@ -110,6 +125,8 @@ snmp:
 	check(t, os.WriteFile(edited, []byte(strings.Replace(string(b),
 		"1.3.6.1.2.1.2.2.1.7.2|2|1\n", "1.3.6.1.2.1.2.2.1.7.2|2|2\n", 1)), 0o644))
 	check(t, sim.Update("edge", edited))
+	sent := time.Now()
+	check(t, lab.SnmpTrap("-v", "2c", "-c", "edge", trapAddr, "", "1.3.6.1.4.1.8072.9999.9999.0.1"))
 
 	var devs []snmpDeviation
 	waitFor(t, 30*time.Second, "an unauthorized deviation on the firewall", func() (bool, string) {
@@ -135,6 +152,14 @@ snmp:
 	if len(changes) != 1 || changes[0].Kind != "change" || changes[0].Source != "snmp" ||
 		len(changes[0].Changes) != 1 || changes[0].Changes[0].Object != "ifEntry 2" {
 		t.Fatalf("change events = %+v, want one snmp event with one change", changes)
+	}
+	// Only the trap reads the firewall (its timers are an hour): the event's observed
+	// time says how soon after the trap was sent the state was read.
+	observed, err := time.Parse(time.RFC3339Nano, changes[0].Observed)
+	check(t, err)
+	t.Logf("trap sent to change observed: %s", observed.Sub(sent))
+	if lat := observed.Sub(sent); lat < 0 || lat > time.Second {
+		t.Errorf("change observed %s after the trap was sent, want within a second", lat)
 	}
 	// The target that never answered reported nothing, and the agent runs on.
 	var dh []snmpEvent
