@@ -356,3 +356,69 @@ func TestUptimeWrap(t *testing.T) {
 		t.Fatalf("reports %+v, want the baseline only (nothing changed)", r)
 	}
 }
+
+// Each kind of bad answer, at the watcher: the target is marked unreachable with a clear
+// error naming what was wrong, nothing is reported, the watcher keeps running, and once
+// the peer answers properly the device's baseline is reported.
+func TestWatcherBadPeers(t *testing.T) {
+	const entry = ".1.3.6.1.4.1.99.1.1.2."
+	good := func(req *gosnmp.SnmpPacket) any {
+		if req.PDUType == gosnmp.GetRequest {
+			var vbs []gosnmp.SnmpPDU
+			for _, v := range req.Variables {
+				vbs = append(vbs, gosnmp.SnmpPDU{Name: v.Name, Type: gosnmp.NoSuchObject})
+			}
+			return &gosnmp.SnmpPacket{Variables: vbs}
+		}
+		return &gosnmp.SnmpPacket{Variables: []gosnmp.SnmpPDU{vb(entry+"1", 1),
+			{Name: ".1.3.6.1.4.1.99.2", Type: gosnmp.EndOfMibView}}}
+	}
+	for name, c := range map[string]struct {
+		bad  func(req *gosnmp.SnmpPacket) any
+		want error
+	}{
+		"silent":  {func(*gosnmp.SnmpPacket) any { return nil }, ErrTimeout},
+		"garbage": {func(*gosnmp.SnmpPacket) any { return []byte("\x30\x82\xff\xff not ber") }, ErrMalformed},
+		"genErr on walk": {func(req *gosnmp.SnmpPacket) any {
+			if req.PDUType == gosnmp.GetRequest {
+				return good(req)
+			}
+			return &gosnmp.SnmpPacket{Error: gosnmp.GenErr, ErrorIndex: 1, Variables: req.Variables}
+		}, ErrPDU},
+		"walk loops": {func(req *gosnmp.SnmpPacket) any {
+			if req.PDUType == gosnmp.GetRequest {
+				return good(req)
+			}
+			return &gosnmp.SnmpPacket{Variables: []gosnmp.SnmpPDU{vb(entry+"1", 1), vb(entry+"1", 1)}}
+		}, ErrNotIncreasing},
+		"authorizationError": {func(req *gosnmp.SnmpPacket) any {
+			return &gosnmp.SnmpPacket{Error: gosnmp.AuthorizationError, Variables: req.Variables}
+		}, ErrAuth},
+	} {
+		t.Run(name, func(t *testing.T) {
+			var healed atomic.Bool
+			addr := newBadPeer(t, func(req *gosnmp.SnmpPacket, n int) any {
+				if healed.Load() {
+					return good(req)
+				}
+				return c.bad(req)
+			})
+			iv := Intervals{Poll: 50 * time.Millisecond, Walk: time.Hour, Heartbeat: time.Hour}
+			w, sink := runWatcher(t, Target{Address: addr, Version: "2c", Community: "public",
+				Timeout: 100 * time.Millisecond, MaxRepetitions: 3}, tableProfile(t), iv)
+			waitFor(t, 5*time.Second, "unreachable with "+c.want.Error(), func() (bool, string) {
+				s := w.Stats()
+				return s.Unreachable && strings.Contains(s.LastError, c.want.Error()) &&
+					s.PollErrors+s.ReadErrors >= 3, fmt.Sprintf("%+v", s)
+			})
+			if r, _ := sink.get(); len(r) != 0 {
+				t.Fatalf("reported %+v from a bad peer", r)
+			}
+			healed.Store(true)
+			got := waitReports(t, sink, 1, 5*time.Second)
+			if got[0].kind != event.Baseline || w.Stats().Unreachable {
+				t.Fatalf("after healing: %s, %+v", got[0].kind, w.Stats())
+			}
+		})
+	}
+}
