@@ -422,3 +422,25 @@ func TestWatcherBadPeers(t *testing.T) {
 		})
 	}
 }
+
+// A restart found by a read that comes before any poll (a trap's read here): the new
+// state is a reconcile saying the device restarted, not a plain change.
+func TestRestartSeenByRead(t *testing.T) {
+	var uptime atomic.Uint32
+	var value atomic.Int64
+	uptime.Store(500000)
+	value.Store(1)
+	addr := tablePeer(t, uptime.Load, func(int, int) int { return int(value.Load()) })
+	iv := Intervals{Poll: time.Hour, Walk: time.Hour, Heartbeat: time.Hour}
+	w, sink := runWatcher(t, Target{Address: addr, Version: "2c", Community: "public",
+		Timeout: 200 * time.Millisecond, MaxRepetitions: 3}, tableProfile(t), iv)
+	waitReports(t, sink, 1, 5*time.Second)
+	uptime.Store(300) // up for 3 s: it restarted, with another configuration
+	value.Store(2)
+	w.Trap(TrapNote{Trap: "test", At: time.Now()})
+	got := waitReports(t, sink, 2, 5*time.Second)
+	if got[1].kind != event.Reconcile || !strings.Contains(got[1].note, "sysUpTime went from 500000 to 300") ||
+		w.Stats().Restarts != 1 {
+		t.Fatalf("%s %q, %+v", got[1].kind, got[1].note, w.Stats())
+	}
+}

@@ -165,6 +165,10 @@ type Snapshot struct {
 	Committer *event.Committer
 	// Attempts is how many reads it took.
 	Attempts int
+	// Restarted is true when the device restarted since the previous poll or read;
+	// Note says how that was concluded.
+	Restarted bool
+	Note      string
 }
 
 // Read takes a consistent snapshot. The triggers are read before and after the walks
@@ -174,11 +178,18 @@ type Snapshot struct {
 // maxAttempts reads without agreement it returns ErrUnstable.
 func (p *Poller) Read(ctx context.Context, prev ruleset.Sum) (*Snapshot, error) {
 	var candidate *Snapshot
+	restarted, note := false, ""
 	for attempt := 1; attempt <= maxAttempts; attempt++ {
 		before, err := p.read(ctx)
 		if err != nil {
 			return nil, err
 		}
+		// A read also tells a restart (a backstop or trap read may come before the next
+		// poll); later polls compare with what it read.
+		if p.last != nil && !restarted {
+			restarted, note = Restarted(p.last, before)
+		}
+		p.last = before
 		walks := map[string][]gosnmp.SnmpPDU{}
 		for _, t := range p.p.Tables {
 			vbs, err := p.c.Walk(ctx, t.OID, t.MaxRows)
@@ -199,7 +210,9 @@ func (p *Poller) Read(ctx context.Context, prev ruleset.Sum) (*Snapshot, error) 
 		if err != nil {
 			return nil, err
 		}
-		s := &Snapshot{State: rs, Digest: rs.Digest(), Attempts: attempt}
+		p.last = after
+		s := &Snapshot{State: rs, Digest: rs.Digest(), Attempts: attempt, Restarted: restarted,
+			Note: note}
 		switch {
 		case s.Digest == prev:
 			return s, nil

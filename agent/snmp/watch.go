@@ -207,6 +207,11 @@ func (w *Watcher) read(ctx context.Context, why string, trapCommitter *event.Com
 	w.st.LastRead = time.Now()
 	w.mu.Unlock()
 	w.ok()
+	if s.Restarted {
+		w.restarts.Add(1)
+		w.log.Info("snmp target restarted", "target", w.name, "note", s.Note)
+		w.resume = s.Note
+	}
 	if w.last != nil && s.Digest == w.lastDigest {
 		if w.resume != "" && w.resume != "start" && w.resume != "unreachable" {
 			w.log.Info("snmp target configuration unchanged", "target", w.name, "after", w.resume)
