@@ -141,13 +141,16 @@ func parseSnmprecLine(line string) (p gosnmp.SnmpPDU, ok bool, err error) {
 	return p, err == nil, err
 }
 
-// walksOf splits a recording into the walks of the profile's tables.
+// walksOf splits a recording into what the walks of the profile's tables return (see
+// TableSpec.WalkRoots).
 func walksOf(p *Profile, pdus []gosnmp.SnmpPDU) map[string][]gosnmp.SnmpPDU {
 	w := map[string][]gosnmp.SnmpPDU{}
 	for _, t := range p.Tables {
-		for _, v := range pdus {
-			if strings.HasPrefix(strings.TrimPrefix(v.Name, "."), t.OID+".") {
-				w[t.Name] = append(w[t.Name], v)
+		for _, root := range t.WalkRoots() {
+			for _, v := range pdus {
+				if strings.HasPrefix(strings.TrimPrefix(v.Name, "."), root+".") {
+					w[t.Name] = append(w[t.Name], v)
+				}
 			}
 		}
 	}

@@ -66,7 +66,9 @@ type TableSpec struct {
 	// Select keeps only the rows whose integer column has one of the values (static
 	// routes, not learned ones). Tables only.
 	Select *Select `yaml:"select"`
-	// MaxRows bounds the varbinds one walk of this subtree may return (default 10000).
+	// MaxRows bounds the varbinds one walk may return (default 10000): one walk of the
+	// subtree, or of one column (see WalkRoots). A walk beyond it is an ErrWalkLimit
+	// error of the target.
 	MaxRows int `yaml:"max_rows"`
 
 	byID map[uint32]*Column
@@ -279,6 +281,39 @@ func (t *TableSpec) check() []error {
 		names[c.Name] = true
 	}
 	return errs
+}
+
+// WalkRoots are the OIDs walked to read the table. A conceptual table that keeps only
+// its listed columns ("unlisted: drop") is read column by column: the listed columns
+// that are configuration and the select column. Routing tables carry a dozen columns
+// per row, most of them neither, and a device answers a third as many varbinds this
+// way. When every listed column is volatile, the first one is walked, so that which
+// rows exist is still known. Other tables and groups are walked whole.
+func (t *TableSpec) WalkRoots() []string {
+	if t.Kind != KindTable || t.Unlisted != "drop" || len(t.Columns) == 0 {
+		return []string{t.OID}
+	}
+	ids := map[uint32]bool{}
+	for _, c := range t.Columns {
+		if !c.Volatile {
+			ids[c.ID] = true
+		}
+	}
+	if t.Select != nil {
+		ids[t.Select.Column] = true
+	}
+	if len(ids) == 0 {
+		first := t.Columns[0].ID
+		for _, c := range t.Columns {
+			first = min(first, c.ID)
+		}
+		ids[first] = true
+	}
+	roots := make([]string, 0, len(ids))
+	for _, id := range slices.Sorted(maps.Keys(ids)) {
+		roots = append(roots, t.OID+"."+strconv.FormatUint(uint64(id), 10))
+	}
+	return roots
 }
 
 func (w *Who) check(what string, errs []error) []error {

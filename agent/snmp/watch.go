@@ -173,6 +173,8 @@ func (w *Watcher) poll(ctx context.Context) {
 		w.failed(ctx, err)
 		return
 	}
+	w.log.Debug("snmp poll", "target", w.name, "uptime", c.Reading.Uptime, "boots", c.Reading.Boots,
+		"has_boots", c.Reading.HasBoots)
 	switch {
 	case c.Restarted:
 		// Checked first: a device that was unreachable because it restarted says so in
