@@ -84,7 +84,8 @@ func (s *Snmpsim) Replace(community, path string) error {
 // as a device whose configuration changes while it keeps answering: the new file is
 // renamed into place with a later modification time, and snmpsimd, which compares a
 // recording's mtime (whole seconds) with its index at every request, reindexes it on the
-// next request. A request arriving during the reindex waits for it.
+// next request. Update makes that request itself, so the recording is indexed and
+// served when it returns.
 func (s *Snmpsim) Update(community, path string) error {
 	dst := filepath.Join(s.DataDir, community+".snmprec")
 	old, err := os.Stat(dst)
@@ -103,7 +104,10 @@ func (s *Snmpsim) Update(community, path string) error {
 	if err := os.Chtimes(tmp, mtime, mtime); err != nil {
 		return err
 	}
-	return os.Rename(tmp, dst)
+	if err := os.Rename(tmp, dst); err != nil {
+		return err
+	}
+	return s.wait(community)
 }
 
 func (s *Snmpsim) wait(community string) error {
