@@ -100,6 +100,7 @@ var defaults = map[string]any{
 	"log.format":                 "text",
 	"snmp.profiles_dir":          "/etc/fenceline/snmp",
 	"snmp.trap_listen":           "",
+	"snmp.trap_engine_id":        "",
 }
 
 // flagKeys maps command-line flags to config keys.

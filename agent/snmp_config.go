@@ -1,13 +1,17 @@
 package agent
 
 import (
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
+	"os"
 	"strings"
 	"time"
 
 	"github.com/fenceline/fenceline/agent/snmp"
+	shippedprofiles "github.com/fenceline/fenceline/configs/snmp"
 	"github.com/fenceline/fenceline/shared/event"
 )
 
@@ -15,11 +19,17 @@ import (
 // (firewalls that cannot host an agent). Each target is a device of its own: its own
 // enrollment, key, outbox and event chain, kept under state_dir/snmp/NAME.
 type SNMPConfig struct {
-	// ProfilesDir holds the profiles (configs/snmp/ in the source tree).
+	// ProfilesDir holds site profiles. The shipped profiles (configs/snmp/) are built into
+	// the agent; a profile here is added to them, or replaces the shipped one of the same
+	// name. A directory that does not exist means the shipped profiles only.
 	ProfilesDir string `mapstructure:"profiles_dir"`
 	// TrapListen is the UDP address traps and informs are received on (e.g.
 	// 0.0.0.0:162); empty means no trap listener.
 	TrapListen string `mapstructure:"trap_listen"`
+	// TrapEngineID is the trap listener's SNMPv3 engine id in hex (5 to 32 octets, e.g.
+	// 80001f8804 followed by text), which devices sending v3 informs are configured
+	// with. Empty: v3 informs are not accepted (v3 traps, v2c traps and informs are).
+	TrapEngineID string `mapstructure:"trap_engine_id"`
 	// Targets is a list (not a map keyed by name: configuration keys are
 	// case-insensitive, device names are not).
 	Targets []SNMPTarget `mapstructure:"targets"`
@@ -46,9 +56,10 @@ type SNMPTarget struct {
 	// target); WalkInterval is the backstop walk of every configuration table.
 	PollInterval time.Duration `mapstructure:"poll_interval"`
 	WalkInterval time.Duration `mapstructure:"walk_interval"`
-	// Timeout bounds one request; Retries follow a timeout.
+	// Timeout bounds one request attempt; Retries more attempts follow a timeout (default
+	// 1: one lost UDP datagram does not make the target unreachable).
 	Timeout        time.Duration `mapstructure:"timeout"`
-	Retries        int           `mapstructure:"retries"`
+	Retries        *int          `mapstructure:"retries"`
 	MaxRepetitions int           `mapstructure:"max_repetitions"`
 	// TrapCommunity is the community its v2c traps carry (default: Community). Its v3
 	// traps must come from V3.User.
@@ -73,6 +84,7 @@ const (
 	defaultSNMPPoll    = 30 * time.Second
 	defaultSNMPWalk    = 15 * time.Minute
 	defaultSNMPTimeout = 2 * time.Second
+	defaultSNMPRetries = 1
 )
 
 // validate fills target defaults and checks the section.
@@ -83,8 +95,8 @@ func (c *SNMPConfig) validate() []error {
 			errs = append(errs, fmt.Errorf("snmp.trap_listen %q: %w", c.TrapListen, err))
 		}
 	}
-	if len(c.Targets) > 0 && c.ProfilesDir == "" {
-		errs = append(errs, errors.New("snmp.profiles_dir is empty"))
+	if _, err := c.engineID(); err != nil {
+		errs = append(errs, err)
 	}
 	names := map[string]bool{}
 	for i := range c.Targets {
@@ -131,7 +143,11 @@ func (c *SNMPConfig) validate() []error {
 			t.Timeout < 10*time.Millisecond {
 			errs = append(errs, fmt.Errorf("%s: poll_interval, walk_interval and timeout must be at least 10ms", what))
 		}
-		if t.Retries < 0 || t.MaxRepetitions < 0 {
+		if t.Retries == nil {
+			t.Retries = new(int)
+			*t.Retries = defaultSNMPRetries
+		}
+		if *t.Retries < 0 || t.MaxRepetitions < 0 {
 			errs = append(errs, fmt.Errorf("%s: retries and max_repetitions must not be negative", what))
 		}
 		if t.TrapCommunity == "" {
@@ -139,6 +155,39 @@ func (c *SNMPConfig) validate() []error {
 		}
 	}
 	return errs
+}
+
+// engineID decodes TrapEngineID; nil when it is empty.
+func (c *SNMPConfig) engineID() ([]byte, error) {
+	if c.TrapEngineID == "" {
+		return nil, nil
+	}
+	b, err := hex.DecodeString(strings.TrimPrefix(strings.ToLower(c.TrapEngineID), "0x"))
+	if err != nil || len(b) < 5 || len(b) > 32 {
+		return nil, fmt.Errorf("snmp.trap_engine_id %q: want 5 to 32 octets in hex", c.TrapEngineID)
+	}
+	return b, nil
+}
+
+// loadSNMPProfiles returns the shipped profiles with those of dir laid over them, and
+// says where they came from. A dir that does not exist adds nothing; a dir that exists
+// but holds an invalid profile is an error.
+func loadSNMPProfiles(dir string) (snmp.Profiles, string, error) {
+	ps, err := snmp.LoadProfilesFS(shippedprofiles.Profiles)
+	if err != nil {
+		return nil, "", fmt.Errorf("shipped snmp profiles: %w", err)
+	}
+	if dir == "" {
+		return ps, "built-in", nil
+	}
+	if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
+		return ps, "built-in (" + dir + " does not exist)", nil
+	}
+	site, err := snmp.LoadProfiles(dir)
+	if err != nil {
+		return nil, "", err
+	}
+	return ps.Overlay(site), "built-in and " + dir, nil
 }
 
 func (t *SNMPTarget) usm() snmp.USM {
@@ -149,5 +198,5 @@ func (t *SNMPTarget) usm() snmp.USM {
 
 func (t *SNMPTarget) target() snmp.Target {
 	return snmp.Target{Address: t.Address, Version: t.Version, Community: t.Community,
-		V3: t.usm(), Timeout: t.Timeout, Retries: t.Retries, MaxRepetitions: uint32(t.MaxRepetitions)}
+		V3: t.usm(), Timeout: t.Timeout, Retries: *t.Retries, MaxRepetitions: uint32(t.MaxRepetitions)}
 }

@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -48,10 +49,11 @@ func OpenSNMP(ctx context.Context, cfg *Config, log *slog.Logger) (*SNMPDevices,
 	if len(sc.Targets) == 0 {
 		return nil, nil
 	}
-	profiles, err := snmp.LoadProfiles(sc.ProfilesDir)
+	profiles, from, err := loadSNMPProfiles(sc.ProfilesDir)
 	if err != nil {
 		return nil, err
 	}
+	log.Info("snmp profiles", "from", from, "profiles", strings.Join(profiles.Names(), ","))
 	s := &SNMPDevices{cfg: cfg, log: log}
 	var routes []snmp.TrapRoute
 	var users []snmp.USM
@@ -76,7 +78,15 @@ func OpenSNMP(ctx context.Context, cfg *Config, log *slog.Logger) (*SNMPDevices,
 		routes = append(routes, route)
 	}
 	if sc.TrapListen != "" {
-		if s.traps, err = snmp.NewTrapListener(sc.TrapListen, users, routes, log); err != nil {
+		engineID, err := sc.engineID()
+		if err != nil {
+			s.Close()
+			return nil, err
+		}
+		if engineID == nil && len(users) > 0 {
+			log.Info("snmp v3 informs are not accepted without snmp.trap_engine_id; v3 traps are")
+		}
+		if s.traps, err = snmp.NewTrapListener(sc.TrapListen, engineID, users, routes, log); err != nil {
 			s.Close()
 			return nil, err
 		}
@@ -87,13 +97,17 @@ func OpenSNMP(ctx context.Context, cfg *Config, log *slog.Logger) (*SNMPDevices,
 func (s *SNMPDevices) open(ctx context.Context, t SNMPTarget, profiles snmp.Profiles) (*snmpDevice, error) {
 	profile, err := profiles.Resolve(t.Profile)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w (known: %s; snmp.profiles_dir %q)", err,
+			strings.Join(profiles.Names(), ", "), s.cfg.SNMP.ProfilesDir)
 	}
 	dir := filepath.Join(s.cfg.StateDir, "snmp", t.Name)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
 	id, err := identity.Load(dir)
+	// TODO: a target enrolls only here, at start; when the aggregator cannot be reached
+	// then, the agent does not start at all (its own ruleset unwatched too). Enrollment
+	// should be retried in the background, the target idle until it succeeds.
 	if errors.Is(err, identity.ErrNotEnrolled) && t.EnrollToken != "" {
 		hc := &http.Client{Timeout: 30 * time.Second}
 		id, err = identity.Enroll(ctx, hc, s.cfg.AggregatorURL, t.EnrollToken, dir)
@@ -191,6 +205,8 @@ func (s *SNMPDevices) Collectors() []prometheus.Collector {
 			func(s snmp.Stats) uint64 { return s.ReadErrors })
 		counter("fenceline_agent_snmp_traps_total", "Configuration-change traps routed to the target.",
 			func(s snmp.Stats) uint64 { return s.Traps })
+		counter("fenceline_agent_snmp_restarts_total", "Device restarts seen (engine boots, uptime).",
+			func(s snmp.Stats) uint64 { return s.Restarts })
 		counter("fenceline_agent_snmp_reports_total", "State events reported for the target.",
 			func(s snmp.Stats) uint64 { return s.Reports })
 		cs = append(cs, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
@@ -202,6 +218,20 @@ func (s *SNMPDevices) Collectors() []prometheus.Collector {
 			}
 			return 0
 		}))
+	}
+	if l := s.traps; l != nil {
+		trapCounter := func(name, help string, f func(snmp.TrapStats) uint64) {
+			cs = append(cs, prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help},
+				func() float64 { return float64(f(l.Stats())) }))
+		}
+		trapCounter("fenceline_agent_snmp_trap_received_total", "Notifications decoded by the trap listener.",
+			func(s snmp.TrapStats) uint64 { return s.Received })
+		trapCounter("fenceline_agent_snmp_trap_unmatched_total",
+			"Notifications from no configured target, or with wrong credentials.",
+			func(s snmp.TrapStats) uint64 { return s.Unmatched })
+		trapCounter("fenceline_agent_snmp_trap_ignored_total",
+			"Notifications of a target that do not announce a configuration change.",
+			func(s snmp.TrapStats) uint64 { return s.Ignored })
 	}
 	return cs
 }

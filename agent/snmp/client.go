@@ -107,6 +107,22 @@ type Client struct {
 // Dial prepares a client for t: it resolves the address and opens a UDP socket, which
 // sends nothing yet.
 func Dial(t Target) (*Client, error) {
+	if t.Timeout <= 0 {
+		t.Timeout = 2 * time.Second
+	}
+	if t.MaxRepetitions == 0 {
+		t.MaxRepetitions = 20
+	}
+	g, err := session(t)
+	if err != nil {
+		return nil, err
+	}
+	return &Client{t: t, g: g}, nil
+}
+
+// session builds and connects a gosnmp instance for t, with fresh SNMPv3 security
+// parameters (no engine discovered yet).
+func session(t Target) (*gosnmp.GoSNMP, error) {
 	host, port, err := net.SplitHostPort(t.Address)
 	if err != nil {
 		host, port = t.Address, "161"
@@ -114,12 +130,6 @@ func Dial(t Target) (*Client, error) {
 	p, err := strconv.ParseUint(port, 10, 16)
 	if err != nil {
 		return nil, fmt.Errorf("address %q: port: %w", t.Address, err)
-	}
-	if t.Timeout <= 0 {
-		t.Timeout = 2 * time.Second
-	}
-	if t.MaxRepetitions == 0 {
-		t.MaxRepetitions = 20
 	}
 	g := &gosnmp.GoSNMP{
 		Target: host, Port: uint16(p), Transport: "udp", Timeout: t.Timeout, Retries: t.Retries,
@@ -142,7 +152,25 @@ func Dial(t Target) (*Client, error) {
 	if err := g.Connect(); err != nil {
 		return nil, fmt.Errorf("connect %s: %w", t.Address, err)
 	}
-	return &Client{t: t, g: g}, nil
+	return g, nil
+}
+
+// rediscover reports whether an SNMPv3 request that failed with err is worth one more
+// try on a new session. gosnmp discovers the target's engine once and keeps it; a device
+// that was replaced or reset has a new engine id (and keys localized to it), and every
+// request on the old session fails authentication. A wrong passphrase fails again on the
+// new session, and the error stands.
+func (c *Client) rediscover(err error) bool {
+	if c.g.Version != gosnmp.Version3 || !errors.Is(err, ErrAuth) {
+		return false
+	}
+	g, serr := session(c.t)
+	if serr != nil {
+		return false
+	}
+	c.g.Close()
+	c.g = g
+	return true
 }
 
 // Close closes the socket.
@@ -151,14 +179,22 @@ func (c *Client) Close() error { return c.g.Close() }
 // Get reads the given instances in one request. A missing instance comes back as a
 // varbind of type NoSuchObject or NoSuchInstance, not as an error.
 func (c *Client) Get(ctx context.Context, oids []string) ([]gosnmp.SnmpPDU, error) {
+	vbs, err := c.get(ctx, oids)
+	if err != nil && c.rediscover(err) {
+		vbs, err = c.get(ctx, oids)
+	}
+	return vbs, err
+}
+
+func (c *Client) get(ctx context.Context, oids []string) ([]gosnmp.SnmpPDU, error) {
 	c.g.Context = ctx
 	resp, err := c.g.Get(oids)
 	if err != nil {
 		return nil, c.classify(ctx, "get", err)
 	}
 	if resp.Error != gosnmp.NoError {
-		return nil, fmt.Errorf("%s: get: %w %s at varbind %d", c.t.Address, ErrPDU, resp.Error,
-			resp.ErrorIndex)
+		return nil, fmt.Errorf("%s: get: %w %s at varbind %d", c.t.Address, statusErr(resp.Error),
+			resp.Error, resp.ErrorIndex)
 	}
 	if len(resp.Variables) != len(oids) {
 		return nil, fmt.Errorf("%s: get: %w: %d varbinds for %d OIDs", c.t.Address, ErrMalformed,
@@ -179,6 +215,14 @@ func (c *Client) Get(ctx context.Context, oids []string) ([]gosnmp.SnmpPDU, erro
 // subtree or of the MIB (an error status is an error, never a silently short table), and
 // it returns at most max varbinds (ErrWalkLimit).
 func (c *Client) Walk(ctx context.Context, root string, max int) ([]gosnmp.SnmpPDU, error) {
+	vbs, err := c.walk(ctx, root, max)
+	if err != nil && c.rediscover(err) {
+		vbs, err = c.walk(ctx, root, max)
+	}
+	return vbs, err
+}
+
+func (c *Client) walk(ctx context.Context, root string, max int) ([]gosnmp.SnmpPDU, error) {
 	root = strings.TrimPrefix(root, ".")
 	base, err := parseOID(root)
 	if err != nil {
@@ -193,8 +237,8 @@ func (c *Client) Walk(ctx context.Context, root string, max int) ([]gosnmp.SnmpP
 			return nil, c.classify(ctx, "walk "+root, err)
 		}
 		if resp.Error != gosnmp.NoError {
-			return nil, fmt.Errorf("%s: walk %s: %w %s after %s", c.t.Address, root, ErrPDU, resp.Error,
-				joinOID(last))
+			return nil, fmt.Errorf("%s: walk %s: %w %s after %s", c.t.Address, root,
+				statusErr(resp.Error), resp.Error, joinOID(last))
 		}
 		if len(resp.Variables) == 0 {
 			return nil, fmt.Errorf("%s: walk %s: %w: empty response after %s", c.t.Address, root,
@@ -231,6 +275,15 @@ func (c *Client) Walk(ctx context.Context, root string, max int) ([]gosnmp.SnmpP
 			last = oid
 		}
 	}
+}
+
+// statusErr is the sentinel for an error status: authorizationError (the agent's access
+// control refused the user or community) is ErrAuth, the rest ErrPDU.
+func statusErr(s gosnmp.SNMPError) error {
+	if s == gosnmp.AuthorizationError {
+		return ErrAuth
+	}
+	return ErrPDU
 }
 
 // classify maps gosnmp's errors onto this package's.

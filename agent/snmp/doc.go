@@ -67,7 +67,23 @@
 // every poll interval. The first read after it answers again is a reconcile if the
 // configuration moved.
 //
-// A restart is seen as snmpEngineBoots going up or sysUpTime going back by other than
+// A restart is seen as snmpEngineBoots changing or sysUpTime going back by other than
 // its 2^32 wrap (497 days); the next read reports a moved state as a reconcile that says
-// so. TimeTicks wrapping alone is not a restart.
+// so. TimeTicks wrapping alone is not a restart. An SNMPv3 session follows a restart
+// (new engine boots and time); a device replaced or reset has a new engine id, and the
+// client starts a new session (engine discovery) once when a request fails
+// authentication.
+//
+// # Traps and informs
+//
+// One listener (trap.go) takes v2c and v3 notifications for every target, matched by
+// source address and community or v3 user. Those the target's profile lists as
+// configuration changes make its watcher read at once; their varbinds say who made the
+// change where the device sends that. v3 informs need the listener's own engine id
+// (the agent's snmp.trap_engine_id), which the devices are configured with.
+//
+// # Profiles
+//
+// The shipped profiles (configs/snmp/*.yaml) are built into the agent; a profiles
+// directory adds site profiles and replaces shipped ones of the same name.
 package snmp

@@ -77,69 +77,80 @@ func parseSnmprec(r io.Reader) ([]gosnmp.SnmpPDU, error) {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	for n := 1; sc.Scan(); n++ {
-		line := sc.Text()
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
-		}
-		parts := strings.SplitN(line, "|", 3)
-		if len(parts) != 3 {
-			return nil, fmt.Errorf("line %d: %q", n, line)
-		}
-		tag, val := parts[1], parts[2]
-		isHex := strings.HasSuffix(tag, "x")
-		tag = strings.TrimSuffix(tag, "x")
-		num, err := strconv.Atoi(tag)
-		if err != nil {
-			continue // a variation module line
-		}
-		raw := []byte(val)
-		if isHex {
-			if raw, err = hex.DecodeString(val); err != nil {
-				return nil, fmt.Errorf("line %d: %v", n, err)
-			}
-		}
-		p := gosnmp.SnmpPDU{Name: "." + parts[0], Type: gosnmp.Asn1BER(num)}
-		switch p.Type {
-		case gosnmp.Integer:
-			p.Value, err = strconv.Atoi(string(raw))
-		case gosnmp.OctetString, gosnmp.Opaque:
-			p.Value = raw
-		case gosnmp.ObjectIdentifier:
-			p.Value = "." + string(raw)
-		case gosnmp.IPAddress:
-			if isHex && len(raw) == 4 {
-				p.Value = fmt.Sprintf("%d.%d.%d.%d", raw[0], raw[1], raw[2], raw[3])
-			} else {
-				p.Value = string(raw)
-			}
-		case gosnmp.Counter32, gosnmp.Gauge32:
-			var u uint64
-			u, err = strconv.ParseUint(string(raw), 10, 32)
-			p.Value = uint(u)
-		case gosnmp.TimeTicks:
-			var u uint64
-			u, err = strconv.ParseUint(string(raw), 10, 32)
-			p.Value = uint32(u)
-		case gosnmp.Counter64:
-			p.Value, err = strconv.ParseUint(string(raw), 10, 64)
-		default:
-			p.Value = raw
-		}
+		p, ok, err := parseSnmprecLine(sc.Text())
 		if err != nil {
 			return nil, fmt.Errorf("line %d: %v", n, err)
 		}
-		out = append(out, p)
+		if ok {
+			out = append(out, p)
+		}
 	}
 	return out, sc.Err()
 }
 
-// walksOf splits a recording into the walks of the profile's tables.
+// parseSnmprecLine parses one recording line; ok is false for blank lines, comments and
+// variation-module lines.
+func parseSnmprecLine(line string) (p gosnmp.SnmpPDU, ok bool, err error) {
+	if line == "" || strings.HasPrefix(line, "#") {
+		return p, false, nil
+	}
+	parts := strings.SplitN(line, "|", 3)
+	if len(parts) != 3 {
+		return p, false, fmt.Errorf("%q", line)
+	}
+	tag, val := parts[1], parts[2]
+	isHex := strings.HasSuffix(tag, "x")
+	tag = strings.TrimSuffix(tag, "x")
+	num, err := strconv.Atoi(tag)
+	if err != nil {
+		return p, false, nil // a variation module line
+	}
+	raw := []byte(val)
+	if isHex {
+		if raw, err = hex.DecodeString(val); err != nil {
+			return p, false, err
+		}
+	}
+	p = gosnmp.SnmpPDU{Name: "." + parts[0], Type: gosnmp.Asn1BER(num)}
+	switch p.Type {
+	case gosnmp.Integer:
+		p.Value, err = strconv.Atoi(string(raw))
+	case gosnmp.OctetString, gosnmp.Opaque:
+		p.Value = raw
+	case gosnmp.ObjectIdentifier:
+		p.Value = "." + string(raw)
+	case gosnmp.IPAddress:
+		if isHex && len(raw) == 4 {
+			p.Value = fmt.Sprintf("%d.%d.%d.%d", raw[0], raw[1], raw[2], raw[3])
+		} else {
+			p.Value = string(raw)
+		}
+	case gosnmp.Counter32, gosnmp.Gauge32:
+		var u uint64
+		u, err = strconv.ParseUint(string(raw), 10, 32)
+		p.Value = uint(u)
+	case gosnmp.TimeTicks:
+		var u uint64
+		u, err = strconv.ParseUint(string(raw), 10, 32)
+		p.Value = uint32(u)
+	case gosnmp.Counter64:
+		p.Value, err = strconv.ParseUint(string(raw), 10, 64)
+	default:
+		p.Value = raw
+	}
+	return p, err == nil, err
+}
+
+// walksOf splits a recording into what the walks of the profile's tables return (see
+// TableSpec.WalkRoots).
 func walksOf(p *Profile, pdus []gosnmp.SnmpPDU) map[string][]gosnmp.SnmpPDU {
 	w := map[string][]gosnmp.SnmpPDU{}
 	for _, t := range p.Tables {
-		for _, v := range pdus {
-			if strings.HasPrefix(strings.TrimPrefix(v.Name, "."), t.OID+".") {
-				w[t.Name] = append(w[t.Name], v)
+		for _, root := range t.WalkRoots() {
+			for _, v := range pdus {
+				if strings.HasPrefix(strings.TrimPrefix(v.Name, "."), root+".") {
+					w[t.Name] = append(w[t.Name], v)
+				}
 			}
 		}
 	}

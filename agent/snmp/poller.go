@@ -165,6 +165,10 @@ type Snapshot struct {
 	Committer *event.Committer
 	// Attempts is how many reads it took.
 	Attempts int
+	// Restarted is true when the device restarted since the previous poll or read;
+	// Note says how that was concluded.
+	Restarted bool
+	Note      string
 }
 
 // Read takes a consistent snapshot. The triggers are read before and after the walks
@@ -174,18 +178,27 @@ type Snapshot struct {
 // maxAttempts reads without agreement it returns ErrUnstable.
 func (p *Poller) Read(ctx context.Context, prev ruleset.Sum) (*Snapshot, error) {
 	var candidate *Snapshot
+	restarted, note := false, ""
 	for attempt := 1; attempt <= maxAttempts; attempt++ {
 		before, err := p.read(ctx)
 		if err != nil {
 			return nil, err
 		}
+		// A read also tells a restart (a backstop or trap read may come before the next
+		// poll). The reading it compares with moves on only when the read succeeds: a
+		// read that fails after seeing a restart leaves it for the next poll to see.
+		if p.last != nil && !restarted {
+			restarted, note = Restarted(p.last, before)
+		}
 		walks := map[string][]gosnmp.SnmpPDU{}
 		for _, t := range p.p.Tables {
-			vbs, err := p.c.Walk(ctx, t.OID, t.MaxRows)
-			if err != nil {
-				return nil, fmt.Errorf("table %s: %w", t.Name, err)
+			for _, root := range t.WalkRoots() {
+				vbs, err := p.c.Walk(ctx, root, t.MaxRows)
+				if err != nil {
+					return nil, fmt.Errorf("table %s: %w", t.Name, err)
+				}
+				walks[t.Name] = append(walks[t.Name], vbs...)
 			}
-			walks[t.Name] = vbs
 		}
 		after, err := p.read(ctx)
 		if err != nil {
@@ -199,11 +212,14 @@ func (p *Poller) Read(ctx context.Context, prev ruleset.Sum) (*Snapshot, error) 
 		if err != nil {
 			return nil, err
 		}
-		s := &Snapshot{State: rs, Digest: rs.Digest(), Attempts: attempt}
+		s := &Snapshot{State: rs, Digest: rs.Digest(), Attempts: attempt, Restarted: restarted,
+			Note: note}
 		switch {
 		case s.Digest == prev:
+			p.last = after
 			return s, nil
 		case candidate != nil && candidate.Digest == s.Digest:
+			p.last = after
 			s.Committer = p.committer(ctx)
 			return s, nil
 		}

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -64,7 +66,9 @@ type TableSpec struct {
 	// Select keeps only the rows whose integer column has one of the values (static
 	// routes, not learned ones). Tables only.
 	Select *Select `yaml:"select"`
-	// MaxRows bounds the varbinds one walk of this subtree may return (default 10000).
+	// MaxRows bounds the varbinds one walk may return (default 10000): one walk of the
+	// subtree, or of one column (see WalkRoots). A walk beyond it is an ErrWalkLimit
+	// error of the target.
 	MaxRows int `yaml:"max_rows"`
 
 	byID map[uint32]*Column
@@ -127,9 +131,22 @@ type Profiles map[string]*Profile
 
 // LoadProfiles reads every *.yaml, *.yml and *.json file in dir as one profile.
 func LoadProfiles(dir string) (Profiles, error) {
-	entries, err := os.ReadDir(dir)
-	if err != nil {
+	if _, err := os.Stat(dir); err != nil {
 		return nil, fmt.Errorf("profiles: %w", err)
+	}
+	ps, err := LoadProfilesFS(os.DirFS(dir))
+	if err != nil {
+		return nil, fmt.Errorf("profiles %s: %w", dir, err)
+	}
+	return ps, nil
+}
+
+// LoadProfilesFS reads every *.yaml, *.yml and *.json file at the top of fsys as one
+// profile (the embedded shipped profiles, or a directory).
+func LoadProfilesFS(fsys fs.FS) (Profiles, error) {
+	entries, err := fs.ReadDir(fsys, ".")
+	if err != nil {
+		return nil, err
 	}
 	ps := Profiles{}
 	for _, e := range entries {
@@ -137,7 +154,11 @@ func LoadProfiles(dir string) (Profiles, error) {
 		if e.IsDir() || (ext != ".yaml" && ext != ".yml" && ext != ".json") {
 			continue
 		}
-		p, err := ParseProfile(filepath.Join(dir, e.Name()))
+		b, err := fs.ReadFile(fsys, e.Name())
+		if err != nil {
+			return nil, err
+		}
+		p, err := parseProfile(e.Name(), b)
 		if err != nil {
 			return nil, err
 		}
@@ -155,20 +176,36 @@ func ParseProfile(path string) (*Profile, error) {
 	if err != nil {
 		return nil, fmt.Errorf("profile: %w", err)
 	}
+	return parseProfile(filepath.Base(path), b)
+}
+
+func parseProfile(name string, b []byte) (*Profile, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(b))
 	dec.KnownFields(true)
 	var p Profile
 	if err := dec.Decode(&p); err != nil {
-		return nil, fmt.Errorf("%w: %s: %v", ErrProfile, filepath.Base(path), err)
+		return nil, fmt.Errorf("%w: %s: %v", ErrProfile, name, err)
 	}
 	if p.Name == "" {
-		return nil, fmt.Errorf("%w: %s: no name", ErrProfile, filepath.Base(path))
+		return nil, fmt.Errorf("%w: %s: no name", ErrProfile, name)
 	}
 	if err := p.check(); err != nil {
-		return nil, fmt.Errorf("%w: %s: %v", ErrProfile, filepath.Base(path), err)
+		return nil, fmt.Errorf("%w: %s: %v", ErrProfile, name, err)
 	}
 	return &p, nil
 }
+
+// Overlay returns the profiles of ps with those of over added; a profile of over
+// replaces the one of ps with the same name.
+func (ps Profiles) Overlay(over Profiles) Profiles {
+	out := make(Profiles, len(ps)+len(over))
+	maps.Copy(out, ps)
+	maps.Copy(out, over)
+	return out
+}
+
+// Names lists the profiles' names in order.
+func (ps Profiles) Names() []string { return slices.Sorted(maps.Keys(ps)) }
 
 // check validates the profile's own fields (not what it extends) and normalizes OIDs.
 func (p *Profile) check() error {
@@ -244,6 +281,39 @@ func (t *TableSpec) check() []error {
 		names[c.Name] = true
 	}
 	return errs
+}
+
+// WalkRoots are the OIDs walked to read the table. A conceptual table that keeps only
+// its listed columns ("unlisted: drop") is read column by column: the listed columns
+// that are configuration and the select column. Routing tables carry a dozen columns
+// per row, most of them neither, and a device answers a third as many varbinds this
+// way. When every listed column is volatile, the first one is walked, so that which
+// rows exist is still known. Other tables and groups are walked whole.
+func (t *TableSpec) WalkRoots() []string {
+	if t.Kind != KindTable || t.Unlisted != "drop" || len(t.Columns) == 0 {
+		return []string{t.OID}
+	}
+	ids := map[uint32]bool{}
+	for _, c := range t.Columns {
+		if !c.Volatile {
+			ids[c.ID] = true
+		}
+	}
+	if t.Select != nil {
+		ids[t.Select.Column] = true
+	}
+	if len(ids) == 0 {
+		first := t.Columns[0].ID
+		for _, c := range t.Columns {
+			first = min(first, c.ID)
+		}
+		ids[first] = true
+	}
+	roots := make([]string, 0, len(ids))
+	for _, id := range slices.Sorted(maps.Keys(ids)) {
+		roots = append(roots, t.OID+"."+strconv.FormatUint(uint64(id), 10))
+	}
+	return roots
 }
 
 func (w *Who) check(what string, errs []error) []error {

@@ -2,6 +2,7 @@ package snmp
 
 import (
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -25,6 +26,27 @@ func TestShippedProfilesResolve(t *testing.T) {
 	}
 	if p := resolve(t, "cisco-asa"); len(p.Traps) != 2 || p.History == nil {
 		t.Errorf("cisco-asa lost cisco-ios's traps or history: %+v", p)
+	}
+}
+
+// Tables that keep only their listed columns are walked column by column: the
+// configuration columns and the select column, or the first column when all are volatile.
+func TestWalkRoots(t *testing.T) {
+	byName := map[string]*TableSpec{}
+	for _, name := range []string{"mib2", "fortigate"} {
+		for _, tab := range resolve(t, name).Tables {
+			byName[tab.Name] = tab
+		}
+	}
+	for name, want := range map[string][]string{
+		"system":           {"1.3.6.1.2.1.1"},
+		"ipCidrRouteTable": {"1.3.6.1.2.1.4.24.4.1.5", "1.3.6.1.2.1.4.24.4.1.6", "1.3.6.1.2.1.4.24.4.1.7", "1.3.6.1.2.1.4.24.4.1.11"},
+		"ifTable":          {"1.3.6.1.2.1.2.2.1.2", "1.3.6.1.2.1.2.2.1.3", "1.3.6.1.2.1.2.2.1.4", "1.3.6.1.2.1.2.2.1.6", "1.3.6.1.2.1.2.2.1.7"},
+		"fgFwPolTable":     {"1.3.6.1.4.1.12356.101.5.1.2.1.1.2"},
+	} {
+		if got := byName[name].WalkRoots(); !slices.Equal(got, want) {
+			t.Errorf("%s: %v, want %v", name, got, want)
+		}
 	}
 }
 

@@ -50,9 +50,12 @@ type TrapListener struct {
 }
 
 // NewTrapListener returns a listener for addr (host:port, UDP). users are the SNMPv3
-// users whose notifications are accepted (their keys are localized to each sender's
-// engine id).
-func NewTrapListener(addr string, users []USM, routes []TrapRoute, log *slog.Logger) (*TrapListener, error) {
+// users whose notifications are accepted. Their v3 traps are authenticated with keys
+// localized to each sender's engine id. v3 informs are sent to the receiver's engine:
+// engineID (5 to 32 octets) is the listener's, which devices must be configured with;
+// without one, v3 informs are not accepted (v3 traps and v2c traps and informs are).
+func NewTrapListener(addr string, engineID []byte, users []USM, routes []TrapRoute,
+	log *slog.Logger) (*TrapListener, error) {
 	params := &gosnmp.GoSNMP{
 		Version: gosnmp.Version3, SecurityModel: gosnmp.UserSecurityModel,
 		Logger: gosnmp.NewLogger(nil),
@@ -65,6 +68,19 @@ func NewTrapListener(addr string, users []USM, routes []TrapRoute, log *slog.Log
 		}
 		if err := table.Add(u.User, sp); err != nil {
 			return nil, fmt.Errorf("trap user %q: %w", u.User, err)
+		}
+	}
+	if engineID != nil {
+		if len(engineID) < 5 || len(engineID) > 32 {
+			return nil, fmt.Errorf("trap engine id: %d octets, want 5 to 32", len(engineID))
+		}
+		// The listener answers an inform sender's engine discovery (an unauthenticated
+		// probe from the empty user name) with this engine id; the probe is never
+		// delivered as a notification.
+		params.SecurityParameters = &gosnmp.UsmSecurityParameters{
+			AuthoritativeEngineID: string(engineID)}
+		if err := table.Add("", &gosnmp.UsmSecurityParameters{}); err != nil {
+			return nil, fmt.Errorf("trap engine discovery: %w", err)
 		}
 	}
 	params.SetTrapSecurityParametersTable(table)

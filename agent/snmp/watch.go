@@ -46,6 +46,9 @@ type TrapNote struct {
 // Stats counts what a Watcher did. Read it with Watcher.Stats.
 type Stats struct {
 	Polls, PollErrors, Reads, ReadErrors, Traps, Reports, ReportErrors uint64
+	// Restarts counts the device restarts seen (snmpEngineBoots up, or sysUpTime back by
+	// other than its 2^32 wrap).
+	Restarts uint64
 	// Unreachable is true while the last poll or read of the target failed.
 	Unreachable bool
 	// LastError is the last failure's text; LastOK the last successful poll or read.
@@ -53,6 +56,12 @@ type Stats struct {
 	LastOK    time.Time
 	// LastRead is when the tables were last read (for tests and the operator).
 	LastRead time.Time
+	// LastReadStart is when the last read of the tables began and LastReadWhy what caused
+	// it ("start", "poll", "restart", "trigger NAME", "trap NAME", "backstop").
+	LastReadStart time.Time
+	LastReadWhy   string
+	// LastTrap is when the listener received the last configuration-change notification.
+	LastTrap time.Time
 }
 
 // Watcher polls one target and reports its configuration to a Sink.
@@ -69,9 +78,10 @@ type Watcher struct {
 	// resume is set after a failure: the next successful read is a reconcile.
 	resume string
 
-	polls, pollErrors, reads, readErrors, trapsN, reports, reportErrors atomic.Uint64
-	mu                                                                  sync.Mutex
-	st                                                                  Stats
+	polls, pollErrors, reads, readErrors, trapsN, reports, reportErrors, restarts atomic.Uint64
+
+	mu sync.Mutex
+	st Stats
 }
 
 // NewWatcher returns a watcher for the target called name. last is the state last
@@ -114,6 +124,7 @@ func (w *Watcher) Stats() Stats {
 	s.Polls, s.PollErrors, s.Reads, s.ReadErrors = w.polls.Load(), w.pollErrors.Load(),
 		w.reads.Load(), w.readErrors.Load()
 	s.Traps, s.Reports, s.ReportErrors = w.trapsN.Load(), w.reports.Load(), w.reportErrors.Load()
+	s.Restarts = w.restarts.Load()
 	return s
 }
 
@@ -134,6 +145,9 @@ func (w *Watcher) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case n := <-w.traps:
+			w.mu.Lock()
+			w.st.LastTrap = n.At
+			w.mu.Unlock()
 			w.log.Debug("snmp config-change trap", "target", w.name, "trap", n.Trap)
 			w.read(ctx, "trap "+n.Trap, n.Committer)
 		case <-poll.C:
@@ -159,13 +173,18 @@ func (w *Watcher) poll(ctx context.Context) {
 		w.failed(ctx, err)
 		return
 	}
+	w.log.Debug("snmp poll", "target", w.name, "uptime", c.Reading.Uptime, "boots", c.Reading.Boots,
+		"has_boots", c.Reading.HasBoots)
 	switch {
-	case w.resume != "":
-		w.read(ctx, "poll", nil)
 	case c.Restarted:
+		// Checked first: a device that was unreachable because it restarted says so in
+		// the reconcile, rather than only that it was unreachable.
+		w.restarts.Add(1)
 		w.log.Info("snmp target restarted", "target", w.name, "note", c.Note)
 		w.resume = c.Note
 		w.read(ctx, "restart", nil)
+	case w.resume != "":
+		w.read(ctx, "poll", nil)
 	case len(c.Moved) > 0:
 		w.log.Debug("snmp change scalars moved", "target", w.name, "moved", strings.Join(c.Moved, ","))
 		w.read(ctx, "trigger "+strings.Join(c.Moved, ","), nil)
@@ -176,6 +195,9 @@ func (w *Watcher) poll(ctx context.Context) {
 
 // read walks the tables and reports the state if it moved.
 func (w *Watcher) read(ctx context.Context, why string, trapCommitter *event.Committer) {
+	w.mu.Lock()
+	w.st.LastReadStart, w.st.LastReadWhy = time.Now(), why
+	w.mu.Unlock()
 	w.reads.Add(1)
 	s, err := w.poller.Read(ctx, w.lastDigest)
 	if err != nil {
@@ -187,6 +209,11 @@ func (w *Watcher) read(ctx context.Context, why string, trapCommitter *event.Com
 	w.st.LastRead = time.Now()
 	w.mu.Unlock()
 	w.ok()
+	if s.Restarted {
+		w.restarts.Add(1)
+		w.log.Info("snmp target restarted", "target", w.name, "note", s.Note)
+		w.resume = s.Note
+	}
 	if w.last != nil && s.Digest == w.lastDigest {
 		if w.resume != "" && w.resume != "start" && w.resume != "unreachable" {
 			w.log.Info("snmp target configuration unchanged", "target", w.name, "after", w.resume)

@@ -7,13 +7,16 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/fenceline/fenceline/scripts/lab"
 )
 
 type snmpEvent struct {
-	Seq     string `json:"seq"`
-	Kind    string `json:"kind"`
-	Source  string `json:"source"`
-	Changes []struct {
+	Seq      string `json:"seq"`
+	Kind     string `json:"kind"`
+	Source   string `json:"source"`
+	Observed string `json:"observed"`
+	Changes  []struct {
 		Kind   string `json:"kind"`
 		Table  string `json:"table"`
 		Object string `json:"object"`
@@ -34,12 +37,16 @@ type snmpDeviation struct {
 }
 
 // TestSNMPChangeIsUnauthorized: an agent watches its own ruleset and, as a device of its
-// own, a firewall over SNMP (snmpsim serving a real device's recording). A configuration
-// row changing on that firewall becomes a signed snmp event and an unauthorized
-// deviation at the aggregator naming the row.
+// own, a firewall over SNMP (snmpsim serving a real device's recording). The firewall
+// changes a configuration row and sends its configuration-change trap: the agent reads
+// it at once (its timers are an hour), and the change becomes one signed snmp event and
+// an unauthorized deviation at the aggregator naming the row. The firewall's profile is
+// a site profile (profiles_dir) extending the built-in mib2 with its trap. A second
+// target, on a built-in profile, never answers: it reports nothing and stops neither the
+// agent nor the first target.
 func TestSNMPChangeIsUnauthorized(t *testing.T) {
-	const tenant, host, fw = "acme", "appliance-1", "edge-fw-1"
-	l := newLab(t, "snmpsimd", "snmpgetnext")
+	const tenant, host, fw, dead = "acme", "appliance-1", "edge-fw-1", "dead-fw-1"
+	l := newLab(t, "snmpsimd", "snmpgetnext", "snmptrap")
 	recording := corpusFile(t, "snmp/snmpsim-debian/linux-full-walk.snmprec")
 	sim, err := l.Snmpsim("snmpsim", map[string]string{"edge": recording})
 	check(t, err)
@@ -48,30 +55,54 @@ func TestSNMPChangeIsUnauthorized(t *testing.T) {
 	a, err := l.Aggregator("aggregator", "")
 	check(t, err)
 
-	var hostTok, fwTok struct {
+	var hostTok, fwTok, deadTok struct {
 		Token string `json:"token"`
 	}
 	check(t, a.CtlJSON(tenant, &hostTok, "enroll", "--device", host))
 	check(t, a.CtlJSON(tenant, &fwTok, "enroll", "--device", fw))
+	check(t, a.CtlJSON(tenant, &deadTok, "enroll", "--device", dead))
+	// Nothing listens there: requests are refused or time out.
+	deadPort, err := lab.FreeUDPPort()
+	check(t, err)
+	trapPort, err := lab.FreeUDPPort()
+	check(t, err)
+	trapAddr := fmt.Sprintf("127.0.0.1:%d", trapPort)
+	// The site knows its firewall's configuration-change notification (an experimental
+	// OID here); the rest of the profile is the built-in mib2.
+	site := t.TempDir()
+	check(t, os.WriteFile(filepath.Join(site, "edge.yaml"), []byte(`name: edge
+extends: [mib2]
+traps:
+  - {name: edgeConfigChanged, oid: 1.3.6.1.4.1.8072.9999.9999.0.1}
+`), 0o600))
 	base, err := os.ReadFile(filepath.Join(repoRoot, "configs", "agent.yaml"))
 	check(t, err)
 	conf := filepath.Join(t.TempDir(), "agent.yaml")
 	check(t, os.WriteFile(conf, append(base, []byte(fmt.Sprintf(`
 snmp:
   profiles_dir: %s
+  trap_listen: %s
   targets:
+    - name: %s
+      enroll_token: %s
+      address: 127.0.0.1:%d
+      community: public
+      profile: cisco-asa
+      poll_interval: 200ms
+      timeout: 200ms
     - name: %s
       enroll_token: %s
       address: %s
       version: "2c"
       community: edge
-      profile: mib2
-      poll_interval: 200ms
-      walk_interval: 500ms
+      profile: edge
+      poll_interval: 1h
+      walk_interval: 1h
       timeout: 500ms
       retries: 1
-`, filepath.Join(repoRoot, "configs", "snmp"), fw, fwTok.Token, sim.Addr))...), 0o600))
-	_, err = l.Start("agent", nil, filepath.Join(binDir, "fenceline-agent"), "run",
+`, site, trapAddr, dead, deadTok.Token, deadPort, fw, fwTok.Token,
+		sim.Addr))...), 0o600))
+	agentProc, err := l.Start("agent", nil, filepath.Join(binDir, "fenceline-agent"), "run",
 		"--config", conf, "--state-dir", filepath.Join(l.Dir, "agent"), "--aggregator", a.API,
 		"--token", hostTok.Token, "--netns", ns, "--log-level", "debug")
 	check(t, err)
@@ -93,7 +124,9 @@ snmp:
 	check(t, err)
 	check(t, os.WriteFile(edited, []byte(strings.Replace(string(b),
 		"1.3.6.1.2.1.2.2.1.7.2|2|1\n", "1.3.6.1.2.1.2.2.1.7.2|2|2\n", 1)), 0o644))
-	check(t, sim.Replace("edge", edited))
+	check(t, sim.Update("edge", edited))
+	sent := time.Now()
+	check(t, lab.SnmpTrap("-v", "2c", "-c", "edge", trapAddr, "", "1.3.6.1.4.1.8072.9999.9999.0.1"))
 
 	var devs []snmpDeviation
 	waitFor(t, 30*time.Second, "an unauthorized deviation on the firewall", func() (bool, string) {
@@ -112,12 +145,27 @@ snmp:
 	check(t, a.CtlJSON(tenant, &h, "device", "history", fw))
 	var changes []snmpEvent
 	for _, e := range h {
-		if e.Kind == "change" || e.Kind == "reconcile" {
+		if e.Kind != "baseline" && e.Kind != "heartbeat" {
 			changes = append(changes, e)
 		}
 	}
-	if len(changes) != 1 || changes[0].Source != "snmp" || len(changes[0].Changes) != 1 {
+	if len(changes) != 1 || changes[0].Kind != "change" || changes[0].Source != "snmp" ||
+		len(changes[0].Changes) != 1 || changes[0].Changes[0].Object != "ifEntry 2" {
 		t.Fatalf("change events = %+v, want one snmp event with one change", changes)
+	}
+	// Only the trap reads the firewall (its timers are an hour): the event's observed
+	// time says how soon after the trap was sent the state was read.
+	observed, err := time.Parse(time.RFC3339Nano, changes[0].Observed)
+	check(t, err)
+	t.Logf("trap sent to change observed: %s", observed.Sub(sent))
+	if lat := observed.Sub(sent); lat < 0 || lat > time.Second {
+		t.Errorf("change observed %s after the trap was sent, want within a second", lat)
+	}
+	// The target that never answered reported nothing, and the agent runs on.
+	var dh []snmpEvent
+	check(t, a.CtlJSON(tenant, &dh, "device", "history", dead))
+	if len(dh) != 0 || agentProc.Exited() {
+		t.Errorf("dead target: %d events; agent exited: %v", len(dh), agentProc.Exited())
 	}
 	// The host's own nftables device is untouched by any of this.
 	if hd := deviations(t, a, tenant, host); len(hd) != 0 {

@@ -80,6 +80,36 @@ func (s *Snmpsim) Replace(community, path string) error {
 	return s.wait(community)
 }
 
+// Update serves path as community's recording from now on without stopping snmpsimd,
+// as a device whose configuration changes while it keeps answering: the new file is
+// renamed into place with a later modification time, and snmpsimd, which compares a
+// recording's mtime (whole seconds) with its index at every request, reindexes it on the
+// next request. Update makes that request itself, so the recording is indexed and
+// served when it returns.
+func (s *Snmpsim) Update(community, path string) error {
+	dst := filepath.Join(s.DataDir, community+".snmprec")
+	old, err := os.Stat(dst)
+	if err != nil {
+		return err
+	}
+	tmp := dst + ".new"
+	if err := copyFile(path, tmp); err != nil {
+		return err
+	}
+	// Later than both the old file and the index built from it, by whole seconds.
+	mtime := time.Now().Add(2 * time.Second)
+	if m := old.ModTime().Add(2 * time.Second); m.After(mtime) {
+		mtime = m
+	}
+	if err := os.Chtimes(tmp, mtime, mtime); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, dst); err != nil {
+		return err
+	}
+	return s.wait(community)
+}
+
 func (s *Snmpsim) wait(community string) error {
 	return WaitFor(30*time.Second, s.Name+" to answer", func() (bool, string) {
 		if s.Exited() {
@@ -101,25 +131,31 @@ type Snmpd struct {
 }
 
 // Snmpd starts net-snmp's snmpd in the foreground on a free loopback UDP port with conf
-// as its only configuration (no system files), its persistent state in the lab directory.
-// check are snmpget arguments before the address (credentials, e.g. "-v3 -u …"); snmpd
-// is ready when `snmpget CHECK ADDR sysUpTime.0` answers.
+// as its only configuration (no system files) and its persistent state (USM users,
+// engine id, snmpEngineBoots) in the lab directory, read back at Restart: a restarted
+// snmpd is the same engine one boot later, as a rebooted device. check are snmpget
+// arguments before the address (credentials, e.g. "-v3 -u …"); snmpd is ready when
+// `snmpget CHECK ADDR sysUpTime.0` answers.
 func (l *Lab) Snmpd(name, conf string, check ...string) (*Snmpd, error) {
 	port, err := FreeUDPPort()
 	if err != nil {
 		return nil, err
 	}
 	dir := filepath.Join(l.Dir, name)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, err
+	confDir, persist := filepath.Join(dir, "conf"), filepath.Join(dir, "persist")
+	for _, d := range []string{confDir, persist} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return nil, err
+		}
 	}
-	path := filepath.Join(dir, "snmpd.conf")
-	if err := os.WriteFile(path, []byte(conf), 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(confDir, "snmpd.conf"), []byte(conf), 0o600); err != nil {
 		return nil, err
 	}
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	env := []string{"SNMP_PERSISTENT_DIR=" + dir, "MIBS="}
-	p, err := l.Start(name, env, "/usr/sbin/snmpd", "-f", "-C", "-c", path, "-Lo",
+	// SNMPCONFPATH replaces the system search path; the persistent directory must be on
+	// it for snmpd to read its own state back.
+	env := []string{"SNMPCONFPATH=" + confDir + ":" + persist, "SNMP_PERSISTENT_DIR=" + persist, "MIBS="}
+	p, err := l.Start(name, env, "/usr/sbin/snmpd", "-f", "-Lo",
 		"-p", filepath.Join(dir, "snmpd.pid"), "udp:"+addr)
 	if err != nil {
 		return nil, err
