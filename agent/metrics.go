@@ -22,7 +22,9 @@ type metrics struct {
 	reg    *prometheus.Registry
 	events *prometheus.CounterVec
 	folds  prometheus.Counter
-	uplink *uplink.Metrics
+	// overBound counts fold events kept although the outbox is then beyond its bound.
+	overBound prometheus.Counter
+	uplink    *uplink.Metrics
 }
 
 func newMetrics(id *identity.Identity, ob *outbox.Outbox) *metrics {
@@ -37,6 +39,11 @@ func newMetrics(id *identity.Identity, ob *outbox.Outbox) *metrics {
 			Name: "fenceline_agent_outbox_folds_total", ConstLabels: labels,
 			Help: "Times the outbox reached its bound and pending events were folded into one.",
 		}),
+		overBound: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "fenceline_agent_outbox_over_bound_total", ConstLabels: labels,
+			Help: "Fold events kept although they left the outbox beyond outbox.max_bytes " +
+				"(the state alone is larger than the bound).",
+		}),
 		uplink: uplink.NewMetrics(labels),
 	}
 	head := func() outbox.Head {
@@ -46,7 +53,7 @@ func newMetrics(id *identity.Identity, ob *outbox.Outbox) *metrics {
 	gauge := func(name, help string, f func() float64) prometheus.Collector {
 		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help, ConstLabels: labels}, f)
 	}
-	m.reg.MustRegister(m.events, m.folds,
+	m.reg.MustRegister(m.events, m.folds, m.overBound,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		gauge("fenceline_agent_outbox_depth", "Events in the outbox not yet acknowledged.",
 			func() float64 { return float64(head().Count) }),

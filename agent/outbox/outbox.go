@@ -5,8 +5,9 @@
 // can tell what changed while it was down.
 //
 // The outbox is bounded: Append refuses with ErrFull beyond Config.MaxBytes of pending
-// events, and Fold then replaces every pending event with one state event. Nothing is
-// dropped silently.
+// events, and Fold then replaces the pending events with one state event. Fold is not
+// bounded: its event is stored whatever its size (a state may be larger than the bound),
+// so reaching the bound is never fatal. Nothing is dropped silently.
 package outbox
 
 import (
@@ -224,7 +225,8 @@ type FoldSealer func(seq uint64, prev string, first Entry, count int) (envelope 
 // and stores state with it. Events up to after are kept: they may already be at the
 // aggregator (published, not yet acknowledged), and replacing them would fork the chain.
 // after below the acknowledged sequence means the acknowledged sequence; with nothing
-// after it, Fold folds every pending event. It returns how many events were folded.
+// after it, Fold folds every pending event. The fold event is stored even when it takes
+// the pending bytes beyond Config.MaxBytes. It returns how many events were folded.
 func (o *Outbox) Fold(after uint64, seal FoldSealer, state []byte) (int, error) {
 	var folded int
 	err := o.db.Update(func(tx *bolt.Tx) error {
