@@ -85,20 +85,20 @@ func Open(path string, cfg Config) (ob *Outbox, err error) {
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 5 * time.Second})
 	if err != nil {
 		if errors.Is(err, bolt.ErrTimeout) {
-			return nil, fmt.Errorf("open outbox %s: locked by another process: %w", path, err)
+			return nil, fmt.Errorf("open %s: locked by another process: %w", path, err)
 		}
-		return nil, fmt.Errorf("open outbox %s: %w: %v", path, ErrCorrupt, err)
+		return nil, fmt.Errorf("open %s: %w: %v", path, ErrCorrupt, err)
 	}
 	// bbolt panics on some kinds of page corruption; treat that as corruption too.
 	defer func() {
 		if r := recover(); r != nil {
 			db.Close()
-			ob, err = nil, fmt.Errorf("open outbox %s: %w: %v", path, ErrCorrupt, r)
+			ob, err = nil, fmt.Errorf("open %s: %w: %v", path, ErrCorrupt, r)
 		}
 	}()
 	if err := check(db); err != nil {
 		db.Close()
-		return nil, fmt.Errorf("open outbox %s: %w: %v", path, ErrCorrupt, err)
+		return nil, fmt.Errorf("open %s: %w: %v", path, ErrCorrupt, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
 		for _, b := range [][]byte{bucketEvents, bucketMeta} {
@@ -111,7 +111,7 @@ func Open(path string, cfg Config) (ob *Outbox, err error) {
 	})
 	if err != nil {
 		db.Close()
-		return nil, fmt.Errorf("open outbox %s: %w: %v", path, ErrCorrupt, err)
+		return nil, fmt.Errorf("open %s: %w: %v", path, ErrCorrupt, err)
 	}
 	return &Outbox{db: db, cfg: cfg, now: time.Now}, nil
 }
@@ -197,7 +197,7 @@ func (o *Outbox) AppendBatch(items []Item) ([]uint64, error) {
 		return writeHead(meta, h)
 	})
 	if err != nil {
-		return nil, fmt.Errorf("outbox append: %w", err)
+		return nil, fmt.Errorf("append: %w", err)
 	}
 	return seqs, nil
 }
@@ -269,7 +269,7 @@ func (o *Outbox) Fold(after uint64, seal FoldSealer, state []byte) (int, error) 
 		}
 		env, id, err := seal(after+1, prev, first, folded)
 		if err != nil {
-			return fmt.Errorf("seal fold: %w", err)
+			return fmt.Errorf("seal: %w", err)
 		}
 		h.Seq = after
 		if err := o.put(tx, &h, after+1, id, env); err != nil {
@@ -283,7 +283,7 @@ func (o *Outbox) Fold(after uint64, seal FoldSealer, state []byte) (int, error) 
 		return writeHead(meta, h)
 	})
 	if err != nil {
-		return 0, fmt.Errorf("outbox fold: %w", err)
+		return 0, fmt.Errorf("fold: %w", err)
 	}
 	return folded, nil
 }
@@ -310,7 +310,7 @@ func (o *Outbox) Reanchor(seq uint64, id string) (int, error) {
 		return writeHead(meta, h)
 	})
 	if err != nil {
-		return 0, fmt.Errorf("outbox reanchor: %w", err)
+		return 0, fmt.Errorf("reanchor: %w", err)
 	}
 	return dropped, nil
 }
@@ -356,7 +356,7 @@ func (o *Outbox) Pending(after uint64, max int) ([]Entry, error) {
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("outbox pending: %w", err)
+		return nil, fmt.Errorf("read pending: %w", err)
 	}
 	return out, nil
 }
@@ -423,7 +423,7 @@ func (o *Outbox) Ack(seq uint64, id string) (removed int, err error) {
 		return writeHead(meta, h)
 	})
 	if err != nil {
-		return 0, fmt.Errorf("outbox ack: %w", err)
+		return 0, fmt.Errorf("apply ack: %w", err)
 	}
 	return removed, nil
 }

@@ -13,10 +13,12 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
+	"github.com/eclipse/paho.mqtt.golang/packets"
 	"golang.org/x/time/rate"
 
 	"github.com/fenceline/fenceline/agent/outbox"
@@ -48,6 +50,9 @@ type Config struct {
 	// ±50% jitter, and resets after a success.
 	Backoff    time.Duration
 	MaxBackoff time.Duration
+	// ConnectRetry is the wait between attempts to reach the broker before the first
+	// connection; reconnections back off from it up to 10 s.
+	ConnectRetry time.Duration
 }
 
 func (c *Config) setDefaults() {
@@ -71,6 +76,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.MaxBackoff < c.Backoff {
 		c.MaxBackoff = 30 * time.Second
+	}
+	if c.ConnectRetry <= 0 {
+		c.ConnectRetry = time.Second
 	}
 	if c.ClientID == "" {
 		c.ClientID = "fenceline-agent-" + c.Tenant + "-" + c.Device
@@ -96,6 +104,91 @@ type Uplink struct {
 	// published is the highest sequence ever published in this run (PUBACK or not):
 	// events up to it may be at the aggregator.
 	published atomic.Uint64
+
+	linkMu sync.Mutex
+	link   LinkStatus
+}
+
+// LinkStatus is the state of the uplink's connection to the broker.
+type LinkStatus struct {
+	Broker    string `json:"broker"`
+	Connected bool   `json:"connected"`
+	// Since is when the connection last came up or went down; zero while the first
+	// attempt is under way.
+	Since time.Time `json:"since,omitzero"`
+	// Error says why the link is down; FailedAttempts counts the connection attempts
+	// that failed since it went down.
+	Error          string `json:"error,omitempty"`
+	FailedAttempts int    `json:"failed_attempts,omitempty"`
+}
+
+// Status returns the state of the broker connection.
+func (u *Uplink) Status() LinkStatus {
+	u.linkMu.Lock()
+	defer u.linkMu.Unlock()
+	return u.link
+}
+
+// linkUp records a new connection and says so.
+func (u *Uplink) linkUp() {
+	u.linkMu.Lock()
+	was := u.link
+	u.link = LinkStatus{Broker: u.cfg.BrokerURL, Connected: true, Since: time.Now()}
+	u.linkMu.Unlock()
+	u.metrics.Connected.Set(1)
+	attrs := []any{"broker", u.cfg.BrokerURL}
+	if !was.Since.IsZero() {
+		attrs = append(attrs, "down_for", time.Since(was.Since).Round(time.Millisecond),
+			"failed_attempts", was.FailedAttempts)
+	}
+	u.log.Info("connected to broker", attrs...)
+}
+
+// linkDown records a failed connection attempt (lost false) or a lost connection. The
+// first failure after the link was up, or of the first attempt, is logged at info; the
+// retries that follow at debug.
+func (u *Uplink) linkDown(c mqtt.Client, err error, lost bool) {
+	if lost && c.IsConnectionOpen() {
+		return // reported late: the client has reconnected already
+	}
+	msg := brokerError(err)
+	u.linkMu.Lock()
+	first := u.link.Connected || u.link.Since.IsZero()
+	if first {
+		u.link = LinkStatus{Broker: u.cfg.BrokerURL, Since: time.Now()}
+	}
+	u.link.Connected, u.link.Error = false, msg
+	if !lost {
+		u.link.FailedAttempts++
+	}
+	attempts := u.link.FailedAttempts
+	u.linkMu.Unlock()
+	u.metrics.Connected.Set(0)
+	switch {
+	case lost:
+		u.log.Info("broker connection lost; reconnecting", "broker", u.cfg.BrokerURL, "err", msg)
+	case first:
+		u.log.Info("broker unreachable; retrying until it answers", "broker", u.cfg.BrokerURL,
+			"err", msg)
+	default:
+		u.log.Debug("broker still unreachable", "broker", u.cfg.BrokerURL, "attempt", attempts,
+			"err", msg)
+	}
+}
+
+// brokerError is the cause of a connection error, without the MQTT client's
+// "network Error : " in front of the dialer's own message.
+func brokerError(err error) string {
+	if err == nil {
+		return "connection closed"
+	}
+	if m, ok := err.(interface{ Unwrap() []error }); ok {
+		if errs := m.Unwrap(); len(errs) == 2 && errors.Is(errs[0], packets.ErrorNetworkError) &&
+			errs[1] != nil {
+			return errs[1].Error()
+		}
+	}
+	return err.Error()
 }
 
 // Published returns the highest sequence that may have left the agent: published in
@@ -110,6 +203,7 @@ func New(cfg Config, ob *outbox.Outbox, metrics *Metrics, log *slog.Logger) *Upl
 	}
 	return &Uplink{
 		cfg:      cfg,
+		link:     LinkStatus{Broker: cfg.BrokerURL},
 		ob:       ob,
 		log:      log.With("component", "uplink"),
 		metrics:  metrics,
@@ -159,7 +253,7 @@ func (u *Uplink) Run(ctx context.Context) error {
 		SetCleanSession(true).
 		SetAutoReconnect(true).
 		SetConnectRetry(true).
-		SetConnectRetryInterval(time.Second).
+		SetConnectRetryInterval(u.cfg.ConnectRetry).
 		SetMaxReconnectInterval(10*time.Second).
 		SetKeepAlive(15*time.Second).
 		SetPingTimeout(5*time.Second).
@@ -167,7 +261,7 @@ func (u *Uplink) Run(ctx context.Context) error {
 		SetOrderMatters(false).
 		SetWill(topicStatus, StatusOffline, 1, true).
 		SetOnConnectHandler(func(c mqtt.Client) {
-			u.log.Info("connected to broker", "broker", u.cfg.BrokerURL)
+			u.linkUp()
 			c.Subscribe(topicAcks, 1, u.onAck)
 			c.Publish(topicStatus, 1, true, StatusOnline)
 			select {
@@ -175,8 +269,13 @@ func (u *Uplink) Run(ctx context.Context) error {
 			default:
 			}
 		}).
-		SetConnectionLostHandler(func(_ mqtt.Client, err error) {
-			u.log.Warn("broker connection lost", "err", err)
+		SetConnectionNotificationHandler(func(c mqtt.Client, n mqtt.ConnectionNotification) {
+			switch n := n.(type) {
+			case mqtt.ConnectionNotificationFailed:
+				u.linkDown(c, n.Reason, false)
+			case mqtt.ConnectionNotificationLost:
+				u.linkDown(c, n.Reason, true)
+			}
 		})
 	client := mqtt.NewClient(opts)
 	client.Connect() // with ConnectRetry this returns at once and keeps trying
