@@ -72,7 +72,8 @@ type OutboxConfig struct {
 	MaxBytes int64 `mapstructure:"max_bytes"`
 }
 
-// MetricsConfig says where Prometheus metrics are served; empty means not at all.
+// MetricsConfig says where Prometheus metrics (/metrics) and the health answer (/healthz)
+// are served; empty means not at all.
 type MetricsConfig struct {
 	Listen string `mapstructure:"listen"`
 }
