@@ -144,20 +144,24 @@ func (u *Uplink) linkUp() {
 	u.log.Info("connected to broker", attrs...)
 }
 
-// linkDown records a failed connection attempt (lost false) or a lost connection. The
-// first failure after the link was up, or of the first attempt, is logged at info; the
-// retries that follow at debug.
+// linkDown records a failed connection attempt (lost false) or a lost connection. Going
+// down is logged at info once: the loss of a connection, or the failure of the first
+// attempt; the retries that follow are logged at debug. The client reports a loss
+// asynchronously, so the first failed reconnection may arrive before it and stands for
+// it.
 func (u *Uplink) linkDown(c mqtt.Client, err error, lost bool) {
 	if lost && c.IsConnectionOpen() {
 		return // reported late: the client has reconnected already
 	}
 	msg := brokerError(err)
 	u.linkMu.Lock()
-	first := u.link.Connected || u.link.Since.IsZero()
-	if first {
+	wasUp, fresh := u.link.Connected, u.link.Since.IsZero()
+	if wasUp || fresh {
 		u.link = LinkStatus{Broker: u.cfg.BrokerURL, Since: time.Now()}
 	}
-	u.link.Connected, u.link.Error = false, msg
+	if !lost || wasUp || u.link.Error == "" {
+		u.link.Error = msg
+	}
 	if !lost {
 		u.link.FailedAttempts++
 	}
@@ -165,11 +169,13 @@ func (u *Uplink) linkDown(c mqtt.Client, err error, lost bool) {
 	u.linkMu.Unlock()
 	u.metrics.Connected.Set(0)
 	switch {
-	case lost:
+	case wasUp:
 		u.log.Info("broker connection lost; reconnecting", "broker", u.cfg.BrokerURL, "err", msg)
-	case first:
+	case fresh:
 		u.log.Info("broker unreachable; retrying until it answers", "broker", u.cfg.BrokerURL,
 			"err", msg)
+	case lost:
+		u.log.Debug("broker connection loss reported", "broker", u.cfg.BrokerURL, "err", msg)
 	default:
 		u.log.Debug("broker still unreachable", "broker", u.cfg.BrokerURL, "attempt", attempts,
 			"err", msg)
