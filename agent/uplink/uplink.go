@@ -344,7 +344,24 @@ type pump struct {
 	backoff      time.Duration
 	retryAt      time.Time // no publishing before this (backoff after a failure)
 	divergedAt   uint64    // waiting for the owner to re-anchor after this ack
+	rounds       uint64    // publish rounds that sent at least one event
+	// suspect is an ack that does not tie to this outbox's chain, not yet confirmed.
+	suspect *suspectAck
 }
+
+// suspectAck is a head from the acks topic that is not a point of this outbox's chain.
+// Acks are not signed (TODO below), so one such message is not enough to drop the
+// outbox: the head must come back, freshly published, in answer to rounds this uplink
+// published after it first appeared.
+type suspectAck struct {
+	event.Ack
+	round     uint64 // p.rounds when it first appeared
+	confirmed int    // fresh repetitions after a later round
+}
+
+// confirmDivergence is how many fresh repetitions of a divergent head, each after a
+// publish round of its own, make the uplink believe it.
+const confirmDivergence = 2
 
 func (p *pump) restart(why string) {
 	if p.sent > p.acked {
@@ -360,8 +377,36 @@ type ack struct {
 	retained bool
 }
 
+// onAck applies an ack from the acks topic.
+//
+// TODO: acks are not signed. Anyone who can publish on the device's acks topic (the
+// embedded broker has no authentication; Mosquitto only with the example ACL) can make
+// the agent delete events it has published but the aggregator has not committed, by
+// acking them with their ids (they are visible on the events topic), and, by repeating a
+// foreign head in answer to the agent's publishes, make it re-anchor and drop what it
+// has not delivered. What is refused here: acks without an event id, acks that cover
+// events never published, and a foreign head seen once (or only as a stored retained
+// message). The fix is an aggregator ack key in the replicated state, its public half
+// in the enrollment response, and a signature on every ack verified here.
 func (p *pump) onAck(r ack) {
 	u, a := p.u, r.Ack
+	if a.Seq > 0 && a.ID == "" {
+		u.log.Warn("ack without an event id ignored: the aggregator always names its head",
+			"ack", a.Seq, "retained", r.retained)
+		return
+	}
+	if a.Seq > u.published.Load() {
+		head, err := u.ob.Head()
+		if err != nil {
+			u.log.Error("outbox head", "err", err)
+			return
+		}
+		if a.Seq <= head.Seq {
+			u.log.Warn("ack covers events this agent never published; ignored (not from the "+
+				"aggregator)", "ack", a.Seq, "published", u.published.Load(), "retained", r.retained)
+			return
+		}
+	}
 	if a.Seq < p.acked {
 		if r.retained {
 			// The aggregator's standing head is behind what it acknowledged before: it
@@ -379,7 +424,10 @@ func (p *pump) onAck(r ack) {
 		if p.divergedAt == a.Seq {
 			return
 		}
-		p.divergedAt = a.Seq
+		if !p.confirmed(r, err) {
+			return
+		}
+		p.divergedAt, p.suspect = a.Seq, nil
 		u.log.Warn("aggregator's chain is not this outbox's; re-anchoring", "ack", a.Seq, "err", err)
 		select {
 		case u.diverged <- a:
@@ -399,12 +447,40 @@ func (p *pump) onAck(r ack) {
 			}
 		}
 		u.log.Debug("ack", "seq", a.Seq, "removed", n)
-		p.acked, p.lastProgress, p.divergedAt = a.Seq, now, 0
+		p.acked, p.lastProgress, p.divergedAt, p.suspect = a.Seq, now, 0, nil
 		u.metrics.Acked.Set(float64(a.Seq))
 	}
 	if p.sent < p.acked {
 		p.sent = p.acked
 	}
+}
+
+// confirmed reports whether the divergent head in r has been repeated enough to act on
+// (see suspectAck); on its first sighting it resends from the last ack at once, so the
+// aggregator answers again.
+func (p *pump) confirmed(r ack, err error) bool {
+	u := p.u
+	s := p.suspect
+	if s == nil || s.Ack != r.Ack {
+		p.suspect = &suspectAck{Ack: r.Ack, round: p.rounds}
+		u.log.Info("ack does not tie to this outbox's chain; publishing again to confirm it "+
+			"before re-anchoring", "ack", r.Seq, "id", r.ID, "retained", r.retained, "err", err)
+		p.restart("confirming a foreign head")
+		u.Notify()
+		return false
+	}
+	if r.retained || p.rounds <= s.round {
+		return false // not an answer to anything published since
+	}
+	s.confirmed++
+	s.round = p.rounds
+	u.log.Debug("foreign head repeated", "ack", r.Seq, "confirmations", s.confirmed)
+	if s.confirmed >= confirmDivergence {
+		return true
+	}
+	p.restart("confirming a foreign head")
+	u.Notify()
+	return false
 }
 
 // round publishes what is pending, if the connection and the pacing allow.
@@ -468,6 +544,7 @@ func (p *pump) publish(ctx context.Context) (uint64, error) {
 	}
 	tokens := make([]mqtt.Token, len(pending))
 	now := time.Now()
+	p.rounds++
 	for i, e := range pending {
 		if e.Seq > u.published.Load() {
 			u.published.Store(e.Seq)

@@ -3,6 +3,9 @@ package uplink
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"path/filepath"
@@ -12,8 +15,11 @@ import (
 	"testing"
 	"time"
 
+	mqtt "github.com/eclipse/paho.mqtt.golang"
+
 	"github.com/fenceline/fenceline/agent/outbox"
 	"github.com/fenceline/fenceline/scripts/lab"
+	"github.com/fenceline/fenceline/shared/event"
 )
 
 // syncBuffer is a log sink safe for the uplink's goroutines.
@@ -138,5 +144,140 @@ func TestLinkStatusAndLogs(t *testing.T) {
 	}
 	if t.Failed() {
 		t.Log(strings.Join(logs.lines("component=uplink"), "\n"))
+	}
+}
+
+// chainEvent seals a stand-in event: the uplink moves envelopes, it does not read them.
+func chainEvent(seq uint64, prev string) ([]byte, string, error) {
+	env := []byte(fmt.Sprintf(`{"seq":"%d","prev":%q}`, seq, prev))
+	sum := sha256.Sum256(env)
+	return env, hex.EncodeToString(sum[:]), nil
+}
+
+// TestForgedAcks: acks are not signed, so the uplink refuses what cannot come from the
+// aggregator: an ack without an event id, an ack covering events it never published, and
+// a foreign head seen once; a foreign head the aggregator repeats in answer to its
+// publishes still re-anchors the chain.
+func TestForgedAcks(t *testing.T) {
+	if err := lab.CheckHost("mosquitto"); err != nil {
+		t.Skip(err)
+	}
+	l := lab.New("", t.TempDir(), "")
+	defer l.Close()
+	broker, _, err := l.Mosquitto()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ob, err := outbox.Open(filepath.Join(t.TempDir(), "outbox.db"), outbox.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ob.Close()
+	logs := &syncBuffer{}
+	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	// A window of two and no aggregator: two events leave, the rest wait for an ack.
+	u := New(Config{BrokerURL: broker, Tenant: "acme", Device: "fw-1", Batch: 2, Window: 2,
+		ResendAfter: 200 * time.Millisecond, ConnectRetry: 50 * time.Millisecond}, ob, nil, log)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- u.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	waitFor(t, 10*time.Second, "connected", func() bool { return u.Status().Connected })
+
+	// The forger: sees the events topic, publishes on the acks topic.
+	var mu sync.Mutex
+	var seen int
+	var answer *event.Ack // when set, every event is answered with this head
+	forger := mqtt.NewClient(mqtt.NewClientOptions().AddBroker(broker).SetClientID("forger"))
+	if tok := forger.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatalf("forger connect: %v", tok.Error())
+	}
+	defer forger.Disconnect(100)
+	acks := event.DeviceTopic("acme", "fw-1", event.TopicAcks)
+	sendAck := func(a event.Ack) {
+		b, _ := json.Marshal(a)
+		if tok := forger.Publish(acks, 1, true, b); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+			t.Fatalf("publish ack: %v", tok.Error())
+		}
+	}
+	tok := forger.Subscribe(event.DeviceTopic("acme", "fw-1", event.TopicEvents), 1,
+		func(c mqtt.Client, _ mqtt.Message) {
+			mu.Lock()
+			seen++
+			a := answer
+			mu.Unlock()
+			if a != nil {
+				b, _ := json.Marshal(a)
+				c.Publish(acks, 1, true, b)
+			}
+		})
+	if !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatalf("subscribe: %v", tok.Error())
+	}
+	published := func() int { mu.Lock(); defer mu.Unlock(); return seen }
+
+	var ids []string
+	for range 10 {
+		seq, err := ob.Append(chainEvent, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h, _ := ob.Head()
+		if h.Seq != seq {
+			t.Fatal("head moved")
+		}
+		ids = append(ids, h.ID)
+	}
+	u.Notify()
+	waitFor(t, 10*time.Second, "the first two events published", func() bool {
+		return u.Published() == 2 && published() >= 2
+	})
+
+	intact := func(what string) {
+		t.Helper()
+		h, err := ob.Head()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if h.Count != 10 || h.Acked != 0 {
+			t.Fatalf("after %s: %d events pending, acked %d; want 10 pending, none acked", what,
+				h.Count, h.Acked)
+		}
+	}
+	// An ack without an id, and one naming event 8 (never published) by its id.
+	sendAck(event.Ack{Seq: 8})
+	sendAck(event.Ack{Seq: 8, ID: ids[7]})
+	waitFor(t, 5*time.Second, "both handled", func() bool {
+		h, _ := ob.Head()
+		return h.Acked != 0 || len(logs.lines("ack without an event id ignored")) >= 1 &&
+			len(logs.lines("ack covers events this agent never published")) >= 1
+	})
+	intact("forged acks of events never published")
+
+	// A foreign head, once: the uplink publishes again and does not re-anchor.
+	before := published()
+	sendAck(event.Ack{Seq: 1000, ID: strings.Repeat("ab", 32)})
+	waitFor(t, 10*time.Second, "four more publishes", func() bool { return published() >= before+4 })
+	select {
+	case a := <-u.Diverged():
+		t.Fatalf("re-anchoring on a single foreign ack %+v", a)
+	default:
+	}
+	intact("a single foreign head")
+
+	// The same kind of head, repeated in answer to every publish, as the aggregator does
+	// when the outbox was lost: believed.
+	head := event.Ack{Seq: 2000, ID: strings.Repeat("cd", 32)}
+	mu.Lock()
+	answer = &head
+	mu.Unlock()
+	select {
+	case a := <-u.Diverged():
+		if a != head {
+			t.Fatalf("diverged at %+v, want %+v", a, head)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatalf("no re-anchoring on a head the aggregator keeps repeating:\n%s",
+			strings.Join(logs.lines("component=uplink"), "\n"))
 	}
 }
