@@ -345,6 +345,7 @@ type pump struct {
 	retryAt      time.Time // no publishing before this (backoff after a failure)
 	divergedAt   uint64    // waiting for the owner to re-anchor after this ack
 	rounds       uint64    // publish rounds that sent at least one event
+	gapResent    bool      // resent on a head that did not advance, since the last advance
 	// suspect is an ack that does not tie to this outbox's chain, not yet confirmed.
 	suspect *suspectAck
 }
@@ -448,7 +449,16 @@ func (p *pump) onAck(r ack) {
 		}
 		u.log.Debug("ack", "seq", a.Seq, "removed", n)
 		p.acked, p.lastProgress, p.divergedAt, p.suspect = a.Seq, now, 0, nil
+		p.gapResent = false
 		u.metrics.Acked.Set(float64(a.Seq))
+	} else if !r.retained && a.Seq == p.acked && p.sent > p.acked && !p.gapResent {
+		// The aggregator answered something published with a head that did not move: it
+		// refused what came after it (a gap: events lost on the way, or dropped by a full
+		// ingest queue). Resend from the head now rather than after ResendAfter; once
+		// per advance of the head, so a burst of such answers resends one window.
+		p.gapResent = true
+		p.restart("the aggregator's head did not advance")
+		u.Notify()
 	}
 	if p.sent < p.acked {
 		p.sent = p.acked

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"path/filepath"
 	"regexp"
@@ -280,4 +281,75 @@ func TestForgedAcks(t *testing.T) {
 		t.Fatalf("no re-anchoring on a head the aggregator keeps repeating:\n%s",
 			strings.Join(logs.lines("component=uplink"), "\n"))
 	}
+}
+
+// TestGapHeadResends: the aggregator loses an event (its ingest queue was full) and
+// answers the ones after it with its unchanged head; the uplink resends from there at
+// once instead of waiting ResendAfter.
+func TestGapHeadResends(t *testing.T) {
+	if err := lab.CheckHost("mosquitto"); err != nil {
+		t.Skip(err)
+	}
+	l := lab.New("", t.TempDir(), "")
+	defer l.Close()
+	broker, _, err := l.Mosquitto()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ob, err := outbox.Open(filepath.Join(t.TempDir(), "outbox.db"), outbox.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ob.Close()
+	for range 20 {
+		if _, err := ob.Append(chainEvent, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// The aggregator: accepts the next sequence only, loses the first copy of event 3,
+	// and answers every other event with its head.
+	var mu sync.Mutex
+	var head event.Ack
+	lost := false
+	agg := mqtt.NewClient(mqtt.NewClientOptions().AddBroker(broker).SetClientID("aggregator"))
+	if tok := agg.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatalf("connect: %v", tok.Error())
+	}
+	defer agg.Disconnect(100)
+	acks := event.DeviceTopic("acme", "fw-1", event.TopicAcks)
+	tok := agg.Subscribe(event.DeviceTopic("acme", "fw-1", event.TopicEvents), 1,
+		func(c mqtt.Client, m mqtt.Message) {
+			var e struct {
+				Seq uint64 `json:"seq,string"`
+			}
+			json.Unmarshal(m.Payload(), &e)
+			mu.Lock()
+			if e.Seq == 3 && !lost {
+				lost = true
+				mu.Unlock()
+				return
+			}
+			if e.Seq == head.Seq+1 {
+				sum := sha256.Sum256(m.Payload())
+				head = event.Ack{Seq: e.Seq, ID: hex.EncodeToString(sum[:])}
+			}
+			b, _ := json.Marshal(head)
+			mu.Unlock()
+			c.Publish(acks, 1, true, b)
+		})
+	if !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatalf("subscribe: %v", tok.Error())
+	}
+
+	u := New(Config{BrokerURL: broker, Tenant: "acme", Device: "fw-1", Batch: 2, Window: 4,
+		ResendAfter: time.Minute}, ob, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- u.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	waitFor(t, 10*time.Second, "every event acknowledged well before ResendAfter", func() bool {
+		h, _ := ob.Head()
+		return h.Acked == 20 && h.Count == 0
+	})
 }
