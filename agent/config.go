@@ -57,7 +57,9 @@ type UplinkConfig struct {
 	// Batch is how many events one publish round sends before waiting for their PUBACKs.
 	Batch int `mapstructure:"batch"`
 	// Window bounds the events published but not yet acknowledged by the aggregator, so
-	// a long backlog does not overrun the aggregator's ingest queue. At least Batch.
+	// a long backlog does not overrun the aggregator's ingest queue: keep it at most the
+	// aggregator's queue per worker (ingest.queue_size / ingest.workers, 256 by default).
+	// At least Batch.
 	Window int `mapstructure:"window"`
 	// Rate paces publishing in events per second (0: unbounded), so a long backlog
 	// replays at a pace the aggregator can take.
@@ -95,8 +97,8 @@ var defaults = map[string]any{
 	"broker.password":            "",
 	"nftables.netns":             "",
 	"nftables.backstop_interval": "60s",
-	"uplink.batch":               256,
-	"uplink.window":              512,
+	"uplink.batch":               128,
+	"uplink.window":              256,
 	"uplink.rate":                1000,
 	"outbox.max_bytes":           256 << 20,
 	"metrics.listen":             "",

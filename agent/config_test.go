@@ -26,8 +26,8 @@ func TestUplinkWindowConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.Uplink.Window != 512 || cfg.Uplink.Batch != 256 {
-		t.Errorf("example config: window %d batch %d, want 512 and 256", cfg.Uplink.Window, cfg.Uplink.Batch)
+	if cfg.Uplink.Window != 256 || cfg.Uplink.Batch != 128 {
+		t.Errorf("example config: window %d batch %d, want 256 and 128", cfg.Uplink.Window, cfg.Uplink.Batch)
 	}
 
 	dir := t.TempDir()
