@@ -100,6 +100,7 @@ func New(cfg *Config, id *identity.Identity, src Source, log *slog.Logger) (*Age
 		Tenant:      id.Tenant,
 		Device:      id.Device,
 		Batch:       cfg.Uplink.Batch,
+		Window:      cfg.Uplink.Window,
 		Rate:        cfg.Uplink.Rate,
 		ResendAfter: cfg.Uplink.ResendAfter,
 	}, ob, m.uplink, log)

@@ -54,7 +54,13 @@ type NftablesConfig struct {
 
 // UplinkConfig tunes delivery.
 type UplinkConfig struct {
+	// Batch is how many events one publish round sends before waiting for their PUBACKs.
 	Batch int `mapstructure:"batch"`
+	// Window bounds the events published but not yet acknowledged by the aggregator, so
+	// a long backlog does not overrun the aggregator's ingest queue: keep it at most the
+	// aggregator's queue per worker (ingest.queue_size / ingest.workers, 256 by default).
+	// At least Batch.
+	Window int `mapstructure:"window"`
 	// Rate paces publishing in events per second (0: unbounded), so a long backlog
 	// replays at a pace the aggregator can take.
 	Rate        float64       `mapstructure:"rate"`
@@ -68,7 +74,8 @@ type OutboxConfig struct {
 	MaxBytes int64 `mapstructure:"max_bytes"`
 }
 
-// MetricsConfig says where Prometheus metrics are served; empty means not at all.
+// MetricsConfig says where Prometheus metrics (/metrics) and the health answer (/healthz)
+// are served; empty means not at all.
 type MetricsConfig struct {
 	Listen string `mapstructure:"listen"`
 }
@@ -90,7 +97,8 @@ var defaults = map[string]any{
 	"broker.password":            "",
 	"nftables.netns":             "",
 	"nftables.backstop_interval": "60s",
-	"uplink.batch":               256,
+	"uplink.batch":               128,
+	"uplink.window":              256,
 	"uplink.rate":                1000,
 	"outbox.max_bytes":           256 << 20,
 	"metrics.listen":             "",
@@ -185,6 +193,16 @@ func (c *Config) Validate() error {
 	}
 	if c.Outbox.MaxBytes < 1<<20 {
 		errs = append(errs, fmt.Errorf("outbox.max_bytes %d is below 1 MiB", c.Outbox.MaxBytes))
+	}
+	if c.Uplink.Batch < 1 {
+		errs = append(errs, fmt.Errorf("uplink.batch %d is below 1", c.Uplink.Batch))
+	}
+	if c.Uplink.Window < c.Uplink.Batch {
+		errs = append(errs, fmt.Errorf("uplink.window %d is below uplink.batch %d: a round "+
+			"could never be sent whole", c.Uplink.Window, c.Uplink.Batch))
+	}
+	if c.Uplink.ResendAfter < 100*time.Millisecond {
+		errs = append(errs, fmt.Errorf("uplink.resend_after %s is below 100ms", c.Uplink.ResendAfter))
 	}
 	if c.Uplink.Rate < 0 {
 		errs = append(errs, fmt.Errorf("uplink.rate %g is negative", c.Uplink.Rate))

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"net"
 	"net/http"
@@ -22,7 +23,9 @@ type metrics struct {
 	reg    *prometheus.Registry
 	events *prometheus.CounterVec
 	folds  prometheus.Counter
-	uplink *uplink.Metrics
+	// overBound counts fold events kept although the outbox is then beyond its bound.
+	overBound prometheus.Counter
+	uplink    *uplink.Metrics
 }
 
 func newMetrics(id *identity.Identity, ob *outbox.Outbox) *metrics {
@@ -37,6 +40,11 @@ func newMetrics(id *identity.Identity, ob *outbox.Outbox) *metrics {
 			Name: "fenceline_agent_outbox_folds_total", ConstLabels: labels,
 			Help: "Times the outbox reached its bound and pending events were folded into one.",
 		}),
+		overBound: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "fenceline_agent_outbox_over_bound_total", ConstLabels: labels,
+			Help: "Fold events kept although they left the outbox beyond outbox.max_bytes " +
+				"(the state alone is larger than the bound).",
+		}),
 		uplink: uplink.NewMetrics(labels),
 	}
 	head := func() outbox.Head {
@@ -46,7 +54,7 @@ func newMetrics(id *identity.Identity, ob *outbox.Outbox) *metrics {
 	gauge := func(name, help string, f func() float64) prometheus.Collector {
 		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help, ConstLabels: labels}, f)
 	}
-	m.reg.MustRegister(m.events, m.folds,
+	m.reg.MustRegister(m.events, m.folds, m.overBound,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		gauge("fenceline_agent_outbox_depth", "Events in the outbox not yet acknowledged.",
 			func() float64 { return float64(head().Count) }),
@@ -71,10 +79,44 @@ func newMetrics(id *identity.Identity, ob *outbox.Outbox) *metrics {
 
 func (m *metrics) appended(k event.Kind) { m.events.WithLabelValues(string(k)).Inc() }
 
-// serveMetrics serves /metrics until ctx ends.
+// health is the answer of /healthz.
+type health struct {
+	// Status is "ok", or says what is wrong ("uplink down").
+	Status string            `json:"status"`
+	Uplink uplink.LinkStatus `json:"uplink"`
+	Outbox struct {
+		Depth            int     `json:"depth"`
+		OldestAgeSeconds float64 `json:"oldest_age_seconds"`
+	} `json:"outbox"`
+}
+
+// healthz answers 200 with status "ok" while the uplink is connected to the broker, and
+// 503 with status "uplink down" and the broker's error otherwise; both carry the outbox
+// depth. Events keep accumulating in the outbox while the uplink is down, so a
+// supervisor should alert on this, not restart the agent.
+func (a *Agent) healthz(w http.ResponseWriter, _ *http.Request) {
+	var h health
+	h.Status, h.Uplink = "ok", a.up.Status()
+	code := http.StatusOK
+	if !h.Uplink.Connected {
+		h.Status, code = "uplink down", http.StatusServiceUnavailable
+	}
+	if head, err := a.ob.Head(); err == nil {
+		h.Outbox.Depth = head.Count
+	}
+	if t, err := a.ob.Oldest(); err == nil && !t.IsZero() {
+		h.Outbox.OldestAgeSeconds = time.Since(t).Seconds()
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	json.NewEncoder(w).Encode(&h)
+}
+
+// serveMetrics serves /metrics and /healthz until ctx ends.
 func (a *Agent) serveMetrics(ctx context.Context) error {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(a.metrics.reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/healthz", a.healthz)
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	ln, err := net.Listen("tcp", a.cfg.Metrics.Listen)
 	if err != nil {

@@ -5,8 +5,9 @@
 // can tell what changed while it was down.
 //
 // The outbox is bounded: Append refuses with ErrFull beyond Config.MaxBytes of pending
-// events, and Fold then replaces every pending event with one state event. Nothing is
-// dropped silently.
+// events, and Fold then replaces the pending events with one state event. Fold is not
+// bounded: its event is stored whatever its size (a state may be larger than the bound),
+// so reaching the bound is never fatal. Nothing is dropped silently.
 package outbox
 
 import (
@@ -84,20 +85,20 @@ func Open(path string, cfg Config) (ob *Outbox, err error) {
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 5 * time.Second})
 	if err != nil {
 		if errors.Is(err, bolt.ErrTimeout) {
-			return nil, fmt.Errorf("open outbox %s: locked by another process: %w", path, err)
+			return nil, fmt.Errorf("open %s: locked by another process: %w", path, err)
 		}
-		return nil, fmt.Errorf("open outbox %s: %w: %v", path, ErrCorrupt, err)
+		return nil, fmt.Errorf("open %s: %w: %v", path, ErrCorrupt, err)
 	}
 	// bbolt panics on some kinds of page corruption; treat that as corruption too.
 	defer func() {
 		if r := recover(); r != nil {
 			db.Close()
-			ob, err = nil, fmt.Errorf("open outbox %s: %w: %v", path, ErrCorrupt, r)
+			ob, err = nil, fmt.Errorf("open %s: %w: %v", path, ErrCorrupt, r)
 		}
 	}()
 	if err := check(db); err != nil {
 		db.Close()
-		return nil, fmt.Errorf("open outbox %s: %w: %v", path, ErrCorrupt, err)
+		return nil, fmt.Errorf("open %s: %w: %v", path, ErrCorrupt, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
 		for _, b := range [][]byte{bucketEvents, bucketMeta} {
@@ -110,7 +111,7 @@ func Open(path string, cfg Config) (ob *Outbox, err error) {
 	})
 	if err != nil {
 		db.Close()
-		return nil, fmt.Errorf("open outbox %s: %w: %v", path, ErrCorrupt, err)
+		return nil, fmt.Errorf("open %s: %w: %v", path, ErrCorrupt, err)
 	}
 	return &Outbox{db: db, cfg: cfg, now: time.Now}, nil
 }
@@ -196,7 +197,7 @@ func (o *Outbox) AppendBatch(items []Item) ([]uint64, error) {
 		return writeHead(meta, h)
 	})
 	if err != nil {
-		return nil, fmt.Errorf("outbox append: %w", err)
+		return nil, fmt.Errorf("append: %w", err)
 	}
 	return seqs, nil
 }
@@ -224,7 +225,8 @@ type FoldSealer func(seq uint64, prev string, first Entry, count int) (envelope 
 // and stores state with it. Events up to after are kept: they may already be at the
 // aggregator (published, not yet acknowledged), and replacing them would fork the chain.
 // after below the acknowledged sequence means the acknowledged sequence; with nothing
-// after it, Fold folds every pending event. It returns how many events were folded.
+// after it, Fold folds every pending event. The fold event is stored even when it takes
+// the pending bytes beyond Config.MaxBytes. It returns how many events were folded.
 func (o *Outbox) Fold(after uint64, seal FoldSealer, state []byte) (int, error) {
 	var folded int
 	err := o.db.Update(func(tx *bolt.Tx) error {
@@ -267,7 +269,7 @@ func (o *Outbox) Fold(after uint64, seal FoldSealer, state []byte) (int, error) 
 		}
 		env, id, err := seal(after+1, prev, first, folded)
 		if err != nil {
-			return fmt.Errorf("seal fold: %w", err)
+			return fmt.Errorf("seal: %w", err)
 		}
 		h.Seq = after
 		if err := o.put(tx, &h, after+1, id, env); err != nil {
@@ -281,7 +283,7 @@ func (o *Outbox) Fold(after uint64, seal FoldSealer, state []byte) (int, error) 
 		return writeHead(meta, h)
 	})
 	if err != nil {
-		return 0, fmt.Errorf("outbox fold: %w", err)
+		return 0, fmt.Errorf("fold: %w", err)
 	}
 	return folded, nil
 }
@@ -308,7 +310,7 @@ func (o *Outbox) Reanchor(seq uint64, id string) (int, error) {
 		return writeHead(meta, h)
 	})
 	if err != nil {
-		return 0, fmt.Errorf("outbox reanchor: %w", err)
+		return 0, fmt.Errorf("reanchor: %w", err)
 	}
 	return dropped, nil
 }
@@ -354,7 +356,7 @@ func (o *Outbox) Pending(after uint64, max int) ([]Entry, error) {
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("outbox pending: %w", err)
+		return nil, fmt.Errorf("read pending: %w", err)
 	}
 	return out, nil
 }
@@ -421,7 +423,7 @@ func (o *Outbox) Ack(seq uint64, id string) (removed int, err error) {
 		return writeHead(meta, h)
 	})
 	if err != nil {
-		return 0, fmt.Errorf("outbox ack: %w", err)
+		return 0, fmt.Errorf("apply ack: %w", err)
 	}
 	return removed, nil
 }

@@ -12,6 +12,7 @@ type Metrics struct {
 	Failures   prometheus.Counter
 	AckLatency prometheus.Histogram
 	Acked      prometheus.Gauge
+	Connected  prometheus.Gauge
 }
 
 // NewMetrics creates the uplink's metrics with constant labels (tenant, device).
@@ -38,10 +39,14 @@ func NewMetrics(labels prometheus.Labels) *Metrics {
 			Name: "fenceline_agent_acked_sequence", ConstLabels: labels,
 			Help: "Highest sequence the aggregator acknowledged as committed.",
 		}),
+		Connected: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "fenceline_agent_uplink_connected", ConstLabels: labels,
+			Help: "1 while the uplink is connected to the broker, else 0.",
+		}),
 	}
 }
 
 // Collectors lists the metrics for registration.
 func (m *Metrics) Collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.Published, m.Resends, m.Failures, m.AckLatency, m.Acked}
+	return []prometheus.Collector{m.Published, m.Resends, m.Failures, m.AckLatency, m.Acked, m.Connected}
 }

@@ -13,10 +13,12 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
+	"github.com/eclipse/paho.mqtt.golang/packets"
 	"golang.org/x/time/rate"
 
 	"github.com/fenceline/fenceline/agent/outbox"
@@ -48,6 +50,9 @@ type Config struct {
 	// ±50% jitter, and resets after a success.
 	Backoff    time.Duration
 	MaxBackoff time.Duration
+	// ConnectRetry is the wait between attempts to reach the broker before the first
+	// connection; reconnections back off from it up to 10 s.
+	ConnectRetry time.Duration
 }
 
 func (c *Config) setDefaults() {
@@ -71,6 +76,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.MaxBackoff < c.Backoff {
 		c.MaxBackoff = 30 * time.Second
+	}
+	if c.ConnectRetry <= 0 {
+		c.ConnectRetry = time.Second
 	}
 	if c.ClientID == "" {
 		c.ClientID = "fenceline-agent-" + c.Tenant + "-" + c.Device
@@ -96,6 +104,97 @@ type Uplink struct {
 	// published is the highest sequence ever published in this run (PUBACK or not):
 	// events up to it may be at the aggregator.
 	published atomic.Uint64
+
+	linkMu sync.Mutex
+	link   LinkStatus
+}
+
+// LinkStatus is the state of the uplink's connection to the broker.
+type LinkStatus struct {
+	Broker    string `json:"broker"`
+	Connected bool   `json:"connected"`
+	// Since is when the connection last came up or went down; zero while the first
+	// attempt is under way.
+	Since time.Time `json:"since,omitzero"`
+	// Error says why the link is down; FailedAttempts counts the connection attempts
+	// that failed since it went down.
+	Error          string `json:"error,omitempty"`
+	FailedAttempts int    `json:"failed_attempts,omitempty"`
+}
+
+// Status returns the state of the broker connection.
+func (u *Uplink) Status() LinkStatus {
+	u.linkMu.Lock()
+	defer u.linkMu.Unlock()
+	return u.link
+}
+
+// linkUp records a new connection and says so.
+func (u *Uplink) linkUp() {
+	u.linkMu.Lock()
+	was := u.link
+	u.link = LinkStatus{Broker: u.cfg.BrokerURL, Connected: true, Since: time.Now()}
+	u.linkMu.Unlock()
+	u.metrics.Connected.Set(1)
+	attrs := []any{"broker", u.cfg.BrokerURL}
+	if !was.Since.IsZero() {
+		attrs = append(attrs, "down_for", time.Since(was.Since).Round(time.Millisecond),
+			"failed_attempts", was.FailedAttempts)
+	}
+	u.log.Info("connected to broker", attrs...)
+}
+
+// linkDown records a failed connection attempt (lost false) or a lost connection. Going
+// down is logged at info once: the loss of a connection, or the failure of the first
+// attempt; the retries that follow are logged at debug. The client reports a loss
+// asynchronously, so the first failed reconnection may arrive before it and stands for
+// it.
+func (u *Uplink) linkDown(c mqtt.Client, err error, lost bool) {
+	if lost && c.IsConnectionOpen() {
+		return // reported late: the client has reconnected already
+	}
+	msg := brokerError(err)
+	u.linkMu.Lock()
+	wasUp, fresh := u.link.Connected, u.link.Since.IsZero()
+	if wasUp || fresh {
+		u.link = LinkStatus{Broker: u.cfg.BrokerURL, Since: time.Now()}
+	}
+	if !lost || wasUp || u.link.Error == "" {
+		u.link.Error = msg
+	}
+	if !lost {
+		u.link.FailedAttempts++
+	}
+	attempts := u.link.FailedAttempts
+	u.linkMu.Unlock()
+	u.metrics.Connected.Set(0)
+	switch {
+	case wasUp:
+		u.log.Info("broker connection lost; reconnecting", "broker", u.cfg.BrokerURL, "err", msg)
+	case fresh:
+		u.log.Info("broker unreachable; retrying until it answers", "broker", u.cfg.BrokerURL,
+			"err", msg)
+	case lost:
+		u.log.Debug("broker connection loss reported", "broker", u.cfg.BrokerURL, "err", msg)
+	default:
+		u.log.Debug("broker still unreachable", "broker", u.cfg.BrokerURL, "attempt", attempts,
+			"err", msg)
+	}
+}
+
+// brokerError is the cause of a connection error, without the MQTT client's
+// "network Error : " in front of the dialer's own message.
+func brokerError(err error) string {
+	if err == nil {
+		return "connection closed"
+	}
+	if m, ok := err.(interface{ Unwrap() []error }); ok {
+		if errs := m.Unwrap(); len(errs) == 2 && errors.Is(errs[0], packets.ErrorNetworkError) &&
+			errs[1] != nil {
+			return errs[1].Error()
+		}
+	}
+	return err.Error()
 }
 
 // Published returns the highest sequence that may have left the agent: published in
@@ -110,6 +209,7 @@ func New(cfg Config, ob *outbox.Outbox, metrics *Metrics, log *slog.Logger) *Upl
 	}
 	return &Uplink{
 		cfg:      cfg,
+		link:     LinkStatus{Broker: cfg.BrokerURL},
 		ob:       ob,
 		log:      log.With("component", "uplink"),
 		metrics:  metrics,
@@ -159,7 +259,7 @@ func (u *Uplink) Run(ctx context.Context) error {
 		SetCleanSession(true).
 		SetAutoReconnect(true).
 		SetConnectRetry(true).
-		SetConnectRetryInterval(time.Second).
+		SetConnectRetryInterval(u.cfg.ConnectRetry).
 		SetMaxReconnectInterval(10*time.Second).
 		SetKeepAlive(15*time.Second).
 		SetPingTimeout(5*time.Second).
@@ -167,7 +267,7 @@ func (u *Uplink) Run(ctx context.Context) error {
 		SetOrderMatters(false).
 		SetWill(topicStatus, StatusOffline, 1, true).
 		SetOnConnectHandler(func(c mqtt.Client) {
-			u.log.Info("connected to broker", "broker", u.cfg.BrokerURL)
+			u.linkUp()
 			c.Subscribe(topicAcks, 1, u.onAck)
 			c.Publish(topicStatus, 1, true, StatusOnline)
 			select {
@@ -175,8 +275,13 @@ func (u *Uplink) Run(ctx context.Context) error {
 			default:
 			}
 		}).
-		SetConnectionLostHandler(func(_ mqtt.Client, err error) {
-			u.log.Warn("broker connection lost", "err", err)
+		SetConnectionNotificationHandler(func(c mqtt.Client, n mqtt.ConnectionNotification) {
+			switch n := n.(type) {
+			case mqtt.ConnectionNotificationFailed:
+				u.linkDown(c, n.Reason, false)
+			case mqtt.ConnectionNotificationLost:
+				u.linkDown(c, n.Reason, true)
+			}
 		})
 	client := mqtt.NewClient(opts)
 	client.Connect() // with ConnectRetry this returns at once and keeps trying
@@ -239,7 +344,25 @@ type pump struct {
 	backoff      time.Duration
 	retryAt      time.Time // no publishing before this (backoff after a failure)
 	divergedAt   uint64    // waiting for the owner to re-anchor after this ack
+	rounds       uint64    // publish rounds that sent at least one event
+	gapResent    bool      // resent on a head that did not advance, since the last advance
+	// suspect is an ack that does not tie to this outbox's chain, not yet confirmed.
+	suspect *suspectAck
 }
+
+// suspectAck is a head from the acks topic that is not a point of this outbox's chain.
+// Acks are not signed (TODO below), so one such message is not enough to drop the
+// outbox: the head must come back, freshly published, in answer to rounds this uplink
+// published after it first appeared.
+type suspectAck struct {
+	event.Ack
+	round     uint64 // p.rounds when it first appeared
+	confirmed int    // fresh repetitions after a later round
+}
+
+// confirmDivergence is how many fresh repetitions of a divergent head, each after a
+// publish round of its own, make the uplink believe it.
+const confirmDivergence = 2
 
 func (p *pump) restart(why string) {
 	if p.sent > p.acked {
@@ -255,8 +378,36 @@ type ack struct {
 	retained bool
 }
 
+// onAck applies an ack from the acks topic.
+//
+// TODO: acks are not signed. Anyone who can publish on the device's acks topic (the
+// embedded broker has no authentication; Mosquitto only with the example ACL) can make
+// the agent delete events it has published but the aggregator has not committed, by
+// acking them with their ids (they are visible on the events topic), and, by repeating a
+// foreign head in answer to the agent's publishes, make it re-anchor and drop what it
+// has not delivered. What is refused here: acks without an event id, acks that cover
+// events never published, and a foreign head seen once (or only as a stored retained
+// message). The fix is an aggregator ack key in the replicated state, its public half
+// in the enrollment response, and a signature on every ack verified here.
 func (p *pump) onAck(r ack) {
 	u, a := p.u, r.Ack
+	if a.Seq > 0 && a.ID == "" {
+		u.log.Warn("ack without an event id ignored: the aggregator always names its head",
+			"ack", a.Seq, "retained", r.retained)
+		return
+	}
+	if a.Seq > u.published.Load() {
+		head, err := u.ob.Head()
+		if err != nil {
+			u.log.Error("outbox head", "err", err)
+			return
+		}
+		if a.Seq <= head.Seq {
+			u.log.Warn("ack covers events this agent never published; ignored (not from the "+
+				"aggregator)", "ack", a.Seq, "published", u.published.Load(), "retained", r.retained)
+			return
+		}
+	}
 	if a.Seq < p.acked {
 		if r.retained {
 			// The aggregator's standing head is behind what it acknowledged before: it
@@ -274,7 +425,10 @@ func (p *pump) onAck(r ack) {
 		if p.divergedAt == a.Seq {
 			return
 		}
-		p.divergedAt = a.Seq
+		if !p.confirmed(r, err) {
+			return
+		}
+		p.divergedAt, p.suspect = a.Seq, nil
 		u.log.Warn("aggregator's chain is not this outbox's; re-anchoring", "ack", a.Seq, "err", err)
 		select {
 		case u.diverged <- a:
@@ -294,12 +448,49 @@ func (p *pump) onAck(r ack) {
 			}
 		}
 		u.log.Debug("ack", "seq", a.Seq, "removed", n)
-		p.acked, p.lastProgress, p.divergedAt = a.Seq, now, 0
+		p.acked, p.lastProgress, p.divergedAt, p.suspect = a.Seq, now, 0, nil
+		p.gapResent = false
 		u.metrics.Acked.Set(float64(a.Seq))
+	} else if !r.retained && a.Seq == p.acked && p.sent > p.acked && !p.gapResent {
+		// The aggregator answered something published with a head that did not move: it
+		// refused what came after it (a gap: events lost on the way, or dropped by a full
+		// ingest queue). Resend from the head now rather than after ResendAfter; once
+		// per advance of the head, so a burst of such answers resends one window.
+		p.gapResent = true
+		p.restart("the aggregator's head did not advance")
+		u.Notify()
 	}
 	if p.sent < p.acked {
 		p.sent = p.acked
 	}
+}
+
+// confirmed reports whether the divergent head in r has been repeated enough to act on
+// (see suspectAck); on its first sighting it resends from the last ack at once, so the
+// aggregator answers again.
+func (p *pump) confirmed(r ack, err error) bool {
+	u := p.u
+	s := p.suspect
+	if s == nil || s.Ack != r.Ack {
+		p.suspect = &suspectAck{Ack: r.Ack, round: p.rounds}
+		u.log.Info("ack does not tie to this outbox's chain; publishing again to confirm it "+
+			"before re-anchoring", "ack", r.Seq, "id", r.ID, "retained", r.retained, "err", err)
+		p.restart("confirming a foreign head")
+		u.Notify()
+		return false
+	}
+	if r.retained || p.rounds <= s.round {
+		return false // not an answer to anything published since
+	}
+	s.confirmed++
+	s.round = p.rounds
+	u.log.Debug("foreign head repeated", "ack", r.Seq, "confirmations", s.confirmed)
+	if s.confirmed >= confirmDivergence {
+		return true
+	}
+	p.restart("confirming a foreign head")
+	u.Notify()
+	return false
 }
 
 // round publishes what is pending, if the connection and the pacing allow.
@@ -363,6 +554,7 @@ func (p *pump) publish(ctx context.Context) (uint64, error) {
 	}
 	tokens := make([]mqtt.Token, len(pending))
 	now := time.Now()
+	p.rounds++
 	for i, e := range pending {
 		if e.Seq > u.published.Load() {
 			u.published.Store(e.Seq)

@@ -19,7 +19,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fenceline/fenceline/agent"
+	"github.com/fenceline/fenceline/agent/identity"
+	"github.com/fenceline/fenceline/agent/outbox"
 	"github.com/fenceline/fenceline/scripts/lab"
+	"github.com/fenceline/fenceline/shared/event"
 )
 
 const burstTenant, burstDevice = "acme", "fw-burst"
@@ -100,6 +104,7 @@ func (r *rig) history() ([]storedEvent, error) {
 // burst feeds `nft -i` in the namespace one command at a time: each line is a transaction
 // of its own (its own generation), as an administrator's script would make them.
 type burst struct {
+	ns    string
 	cmd   *exec.Cmd
 	stdin io.WriteCloser
 	n     int
@@ -107,56 +112,84 @@ type burst struct {
 
 func startBurst(t *testing.T, ns string) *burst {
 	t.Helper()
-	cmd := exec.Command("ip", "netns", "exec", ns, "nft", "-i")
-	stdin, err := cmd.StdinPipe()
-	check(t, err)
-	cmd.Stdout, cmd.Stderr = io.Discard, os.Stderr
-	check(t, cmd.Start())
-	b := &burst{cmd: cmd, stdin: stdin}
-	t.Cleanup(func() { b.close() })
+	b := &burst{ns: ns}
+	t.Cleanup(func() { b.flush(t) })
 	return b
 }
 
-// add adds rules up to port n, pacing them so that the burst lasts a while.
+// addUpTo writes rules up to port n into the pipe; nft applies them at its own pace.
 func (b *burst) addUpTo(t *testing.T, n int) {
 	t.Helper()
+	if b.stdin == nil {
+		b.cmd = exec.Command("ip", "netns", "exec", b.ns, "nft", "-i")
+		stdin, err := b.cmd.StdinPipe()
+		check(t, err)
+		b.cmd.Stdout, b.cmd.Stderr = io.Discard, os.Stderr
+		check(t, b.cmd.Start())
+		b.stdin = stdin
+	}
+	w := bufio.NewWriter(b.stdin)
 	for b.n < n {
 		b.n++
-		if _, err := fmt.Fprintf(b.stdin, "add rule ip bench c tcp dport %d drop\n", b.n); err != nil {
-			t.Fatal(err)
-		}
-		if b.n%10 == 0 {
-			time.Sleep(2 * time.Millisecond) // pacing of the load, not a wait for a result
-		}
+		fmt.Fprintf(w, "add rule ip bench c tcp dport %d drop\n", b.n)
 	}
+	check(t, w.Flush())
 }
 
-func (b *burst) close() {
-	if b.stdin != nil {
-		b.stdin.Close()
-		b.cmd.Wait()
-		b.stdin = nil
+// flush waits until nft has applied every rule written: it closes the pipe and waits for
+// nft to exit. The next addUpTo starts a new nft.
+func (b *burst) flush(t *testing.T) {
+	t.Helper()
+	if b.stdin == nil {
+		return
 	}
+	b.stdin.Close()
+	err := b.cmd.Wait()
+	b.stdin, b.cmd = nil, nil
+	check(t, err)
 }
 
 var dportRE = regexp.MustCompile(`^tcp dport (\d+) drop$`)
 
-// checkExactlyOnce waits until the aggregator holds the namespace's current ruleset, then
-// checks that the device's events form one gapless chain and that their changes add the
-// burst's rules 1…n exactly once each, in order, and remove none.
-func (r *rig) checkExactlyOnce(t *testing.T, n int) []storedEvent {
+// deviceState is the aggregator's view of the device.
+type deviceState struct {
+	Digest  string `json:"digest"`
+	HeadSeq string `json:"head_seq"`
+}
+
+func (r *rig) device() (deviceState, error) {
+	var d deviceState
+	err := r.agg.Get("/v1/tenants/"+burstTenant+"/devices/"+burstDevice, &d)
+	return d, err
+}
+
+// waitLive waits until the aggregator holds the namespace's current ruleset. It gives up
+// only when the aggregator's head stops advancing for stall, so a slow machine replaying
+// a long backlog is not failed for being slow.
+func (r *rig) waitLive(t *testing.T, stall time.Duration) deviceState {
 	t.Helper()
 	want := r.liveDigest(t)
-	var h []storedEvent
-	waitFor(t, 120*time.Second, "the aggregator to hold the live ruleset", func() (bool, string) {
-		var d struct {
-			Digest string `json:"digest"`
-		}
-		if err := r.agg.Get("/v1/tenants/"+burstTenant+"/devices/"+burstDevice, &d); err != nil {
-			return false, err.Error()
-		}
-		return d.Digest == want, "aggregator digest " + d.Digest + ", live " + want
-	})
+	var d deviceState
+	check(t, lab.WaitProgress(stall, "the aggregator to hold the live ruleset",
+		func() (bool, string, string) {
+			var err error
+			if d, err = r.device(); err != nil {
+				return false, "", err.Error()
+			}
+			return d.Digest == want, d.HeadSeq, "head " + d.HeadSeq + ", digest " + d.Digest +
+				", live " + want
+		}))
+	return d
+}
+
+// checkExactlyOnce waits until nft has applied the burst and the aggregator holds the
+// namespace's resulting ruleset, then checks that the device's events form one gapless
+// chain and that their changes add the burst's rules 1…n exactly once each, in order,
+// and remove none.
+func (r *rig) checkExactlyOnce(t *testing.T, b *burst) []storedEvent {
+	t.Helper()
+	b.flush(t)
+	r.waitLive(t, time.Minute)
 	h, err := r.history()
 	check(t, err)
 	var ports []int
@@ -176,8 +209,8 @@ func (r *rig) checkExactlyOnce(t *testing.T, n int) []storedEvent {
 			ports = append(ports, p)
 		}
 	}
-	if len(ports) != n {
-		t.Fatalf("saw %d rule additions, want %d", len(ports), n)
+	if len(ports) != b.n {
+		t.Fatalf("saw %d rule additions, want %d", len(ports), b.n)
 	}
 	for i, p := range ports {
 		if p != i+1 {
@@ -185,6 +218,15 @@ func (r *rig) checkExactlyOnce(t *testing.T, n int) []storedEvent {
 		}
 	}
 	return h
+}
+
+// waitAgent waits until the agent's metric reaches at least min.
+func (r *rig) waitAgent(t *testing.T, name string, min float64) {
+	t.Helper()
+	waitFor(t, 60*time.Second, fmt.Sprintf("%s ≥ %v", name, min), func() (bool, string) {
+		v := r.agentMetric(t, name)
+		return v >= min, fmt.Sprintf("%s %v", name, v)
+	})
 }
 
 // liveDigest is the digest of the namespace's ruleset as the agent computes it.
@@ -216,100 +258,185 @@ func (r *rig) ingestStat(t *testing.T, name string) float64 {
 	return v
 }
 
+// TestKillAgentMidBurst: kill -9 the agent while it reports a burst of 1,000 changes;
+// the burst goes on while it is down; restarted, it reconciles, and every change arrives.
 func TestKillAgentMidBurst(t *testing.T) {
+	t.Parallel()
 	r := newRig(t)
 	b := startBurst(t, r.ns)
 	b.addUpTo(t, 300)
+	r.waitAgent(t, "fenceline_agent_sequence", 50) // busy with the burst
 	r.agent.Kill()
 	b.addUpTo(t, 700) // changes made while the agent is down
+	b.flush(t)
 	check(t, r.agent.Restart())
 	b.addUpTo(t, 1000)
-	b.close()
-	h := r.checkExactlyOnce(t, 1000)
+	h := r.checkExactlyOnce(t, b)
 	if !hasKind(h, "reconcile") {
 		t.Error("no reconcile event after the agent came back")
 	}
 }
 
+// TestRestartMosquittoMidBurst: Mosquitto, without persistence, is restarted while the
+// agent delivers a burst; its sessions and retained acks are gone.
 func TestRestartMosquittoMidBurst(t *testing.T) {
+	t.Parallel()
 	r := newRig(t)
 	b := startBurst(t, r.ns)
-	b.addUpTo(t, 300)
+	b.addUpTo(t, 100)
+	r.waitAgent(t, "fenceline_agent_events_published_total", 20)
 	r.brokerP.Stop() // no persistence: every session and retained message is gone
-	b.addUpTo(t, 600)
+	b.addUpTo(t, 200)
 	check(t, r.brokerP.Restart())
 	check(t, lab.WaitListening(strings.TrimPrefix(r.broker, "tcp://"), 10*time.Second))
-	b.addUpTo(t, 1000)
-	b.close()
-	r.checkExactlyOnce(t, 1000)
+	b.addUpTo(t, 300)
+	r.checkExactlyOnce(t, b)
 }
 
+// TestKillAggregatorMidBurst: kill -9 the aggregator while it ingests a burst, and
+// restart it.
 func TestKillAggregatorMidBurst(t *testing.T) {
+	t.Parallel()
 	r := newRig(t)
 	b := startBurst(t, r.ns)
-	b.addUpTo(t, 300)
+	b.addUpTo(t, 100)
+	waitFor(t, 60*time.Second, "the aggregator to ingest part of the burst", func() (bool, string) {
+		d, err := r.device()
+		if err != nil {
+			return false, err.Error()
+		}
+		n, _ := strconv.Atoi(d.HeadSeq)
+		return n >= 20, "head " + d.HeadSeq
+	})
 	r.agg.Kill()
-	b.addUpTo(t, 600)
+	b.addUpTo(t, 200)
 	check(t, r.agg.Restart())
 	check(t, r.agg.WaitHealthy(30*time.Second))
-	b.addUpTo(t, 1000)
-	b.close()
-	r.checkExactlyOnce(t, 1000)
+	b.addUpTo(t, 300)
+	r.checkExactlyOnce(t, b)
 }
 
 // TestAgentRestartBeforeAck: the agent publishes while the aggregator is down, so no ack
 // comes; restarted, it publishes everything again. The broker queues both copies for the
 // aggregator's persistent session; the aggregator drops the duplicates.
 func TestAgentRestartBeforeAck(t *testing.T) {
+	t.Parallel()
 	r := newRig(t)
 	r.agg.Stop()
 	b := startBurst(t, r.ns)
 	b.addUpTo(t, 100)
-	b.close()
-	published := func(min float64) func() (bool, string) {
-		return func() (bool, string) {
-			p := r.agentMetric(t, "fenceline_agent_events_published_total")
-			seq := r.agentMetric(t, "fenceline_agent_sequence")
-			return seq > 1 && p >= seq && p >= min, fmt.Sprintf("published %v of %v", p, seq)
-		}
+	b.flush(t)
+	published := func() (bool, string) {
+		p := r.agentMetric(t, "fenceline_agent_events_published_total")
+		seq := r.agentMetric(t, "fenceline_agent_sequence")
+		return seq > 1 && p >= seq, fmt.Sprintf("published %v of %v", p, seq)
 	}
-	waitFor(t, 20*time.Second, "every event published", published(0))
+	waitFor(t, 30*time.Second, "every event published", published)
 	r.agent.Stop()
 	check(t, r.agent.Restart())
-	waitFor(t, 20*time.Second, "every event published again", published(0))
+	waitFor(t, 30*time.Second, "every event published again", published)
 	check(t, r.agg.Restart())
 	check(t, r.agg.WaitHealthy(30*time.Second))
-	r.checkExactlyOnce(t, 100)
-	if d := r.ingestStat(t, "duplicate"); d == 0 {
-		t.Errorf("no duplicates counted: the second copies were not dropped as such")
-	}
+	r.checkExactlyOnce(t, b)
+	// The second copies may still be on their way when the first ones made the state.
+	waitFor(t, 30*time.Second, "the second copies dropped as duplicates", func() (bool, string) {
+		d := r.ingestStat(t, "duplicate")
+		return d > 0, fmt.Sprintf("%v duplicates", d)
+	})
 }
 
-// TestOfflineBacklog: the broker is unreachable while 50,000 events accumulate (heartbeats
-// every millisecond, and rule changes); then it returns and everything is delivered.
+// TestOfflineBacklog: the broker is unreachable while 50,000 events accumulate, then it
+// returns and everything is delivered once, in order. The agent writes the first ones
+// itself (a burst of changes, then heartbeats every millisecond); it commits and fsyncs
+// each event on its own, about 200 a second at best on this kind of disk (the test logs
+// the rate), so the rest are heartbeats appended to its outbox while it is stopped,
+// continuing its chain and signed with its key, as weeks of heartbeats would be.
 func TestOfflineBacklog(t *testing.T) {
 	if testing.Short() {
 		t.Skip("50,000 events: not in -short")
 	}
+	t.Parallel()
+	const target = 50000
 	r := newRig(t, "FENCELINE_HEARTBEAT_INTERVAL=1ms", "FENCELINE_UPLINK_RATE=0")
 	r.brokerP.Stop()
 	b := startBurst(t, r.ns)
-	const target = 50000
 	b.addUpTo(t, 200)
-	b.close()
-	waitFor(t, 5*time.Minute, "50,000 events in the outbox", func() (bool, string) {
-		d := r.agentMetric(t, "fenceline_agent_outbox_depth")
-		return d >= target, fmt.Sprintf("outbox depth %v", d)
-	})
-	// Back to a normal heartbeat so the chain stops growing by a thousand events a second:
-	// the same agent state, restarted with the example configuration's interval.
+	b.flush(t)
+	start, t0 := r.agentMetric(t, "fenceline_agent_sequence"), time.Now()
+	r.waitAgent(t, "fenceline_agent_sequence", start+500)
+	t.Logf("the agent appended %.0f events/s while offline (one fsynced commit each)",
+		(r.agentMetric(t, "fenceline_agent_sequence")-start)/time.Since(t0).Seconds())
 	r.agent.Stop()
-	agent, err := r.l.Start("agent-normal", nil, filepath.Join(binDir, "fenceline-agent"),
-		r.agent.Args()...)
+	n := appendHeartbeats(t, r.stateDir, target)
+
+	// Back with the example configuration's heartbeat, unpaced: the replay goes as fast
+	// as the window of unacknowledged events and the aggregator allow.
+	agent, err := r.l.Start("agent-normal", []string{"FENCELINE_UPLINK_RATE=0"},
+		filepath.Join(binDir, "fenceline-agent"), r.agent.Args()...)
 	check(t, err)
 	r.agent = agent
+	r.waitAgent(t, "fenceline_agent_sequence", 1)
+	want := int(r.agentMetric(t, "fenceline_agent_sequence"))
+	if want < target {
+		t.Fatalf("the agent's chain ends at %d, want at least %d", want, target)
+	}
+	t1 := time.Now()
 	check(t, r.brokerP.Restart())
-	r.checkExactlyOnce(t, b.n)
+	check(t, lab.WaitProgress(30*time.Second, "the backlog at the aggregator",
+		func() (bool, string, string) {
+			d, err := r.device()
+			if err != nil {
+				return false, "", err.Error()
+			}
+			head, _ := strconv.Atoi(d.HeadSeq)
+			return head >= want, d.HeadSeq, fmt.Sprintf("head %d of %d", head, want)
+		}))
+	took := time.Since(t1)
+	t.Logf("replayed %d pending events in %s (%.0f events/s at the aggregator)", n,
+		took.Round(time.Millisecond), float64(n)/took.Seconds())
+	r.checkExactlyOnce(t, b)
+}
+
+// appendHeartbeats appends heartbeats to the stopped agent's outbox, continuing its chain
+// with its key and its last reported state, until n events are pending, in fsynced
+// batches of 2,000. It returns how many events are pending.
+func appendHeartbeats(t *testing.T, stateDir string, n int) int {
+	t.Helper()
+	id, err := identity.Load(stateDir)
+	check(t, err)
+	ob, err := outbox.Open(filepath.Join(stateDir, agent.OutboxFile), outbox.Config{})
+	check(t, err)
+	defer ob.Close()
+	blob, err := ob.State()
+	check(t, err)
+	var st struct {
+		Digest     string `json:"digest"`
+		Generation uint32 `json:"generation"`
+	}
+	check(t, json.Unmarshal(blob, &st))
+	signer := event.NewSigner(id.Key)
+	now := time.Now()
+	seal := func(seq uint64, prev string) ([]byte, string, error) {
+		return signer.Seal(&event.Event{V: event.Version, Kind: event.Heartbeat,
+			Tenant: id.Tenant, Device: id.Device, KeyID: signer.KeyID(), Seq: seq, Prev: prev,
+			Observed:   event.FormatTime(now.Add(time.Duration(seq) * time.Microsecond)),
+			Source:     event.SourceNftables,
+			Generation: st.Generation, Before: st.Digest, After: st.Digest})
+	}
+	h, err := ob.Head()
+	check(t, err)
+	for pending := h.Count; pending < n; {
+		items := make([]outbox.Item, min(2000, n-pending))
+		for i := range items {
+			items[i] = outbox.Item{Seal: seal}
+		}
+		_, err := ob.AppendBatch(items)
+		check(t, err)
+		pending += len(items)
+	}
+	h, err = ob.Head()
+	check(t, err)
+	return h.Count
 }
 
 func (r *rig) agentMetric(t *testing.T, name string) float64 {
@@ -359,13 +486,14 @@ func hasKind(h []storedEvent, kind string) bool {
 // start it says so, moves the file aside, resynchronizes from the aggregator's head with
 // the full state, and keeps running.
 func TestCorruptOutbox(t *testing.T) {
+	t.Parallel()
 	r := newRig(t)
 	b := startBurst(t, r.ns)
 	b.addUpTo(t, 50)
-	r.checkExactlyOnce(t, 50)
+	r.checkExactlyOnce(t, b)
 	r.agent.Stop()
 	b.addUpTo(t, 80) // changed while the agent is down
-	b.close()
+	b.flush(t)
 	path := filepath.Join(r.stateDir, "outbox.db")
 	raw, err := os.ReadFile(path)
 	check(t, err)
@@ -375,16 +503,7 @@ func TestCorruptOutbox(t *testing.T) {
 	check(t, os.WriteFile(path, raw, 0o600))
 
 	check(t, r.agent.Restart())
-	want := r.liveDigest(t)
-	waitFor(t, 30*time.Second, "resync to the live state", func() (bool, string) {
-		var d struct {
-			Digest string `json:"digest"`
-		}
-		if err := r.agg.Get("/v1/tenants/"+burstTenant+"/devices/"+burstDevice, &d); err != nil {
-			return false, err.Error()
-		}
-		return d.Digest == want, d.Digest
-	})
+	r.waitLive(t, 30*time.Second)
 	h, err := r.history()
 	check(t, err)
 	if !hasKind(h, "resync") {
@@ -402,37 +521,29 @@ func TestCorruptOutbox(t *testing.T) {
 	}
 }
 
-// TestOutboxBoundWhileOffline: with the broker gone, the outbox reaches its disk bound;
-// the pending events are folded into one state event, which reaches the aggregator when
-// the broker returns.
+// TestOutboxBoundWhileOffline: with the broker gone, large changes take the outbox to
+// its disk bound; the pending events are folded into one state event, which reaches the
+// aggregator when the broker returns and is raised there as a deviation.
 func TestOutboxBoundWhileOffline(t *testing.T) {
-	r := newRig(t, "FENCELINE_OUTBOX_MAX_BYTES=1048576", "FENCELINE_HEARTBEAT_INTERVAL=1ms")
+	t.Parallel()
+	r := newRig(t, "FENCELINE_OUTBOX_MAX_BYTES=1048576")
 	r.brokerP.Stop()
-	b := startBurst(t, r.ns)
-	b.addUpTo(t, 20)
-	waitFor(t, 60*time.Second, "a fold", func() (bool, string) {
-		f := r.agentMetric(t, "fenceline_agent_outbox_folds_total")
-		return f >= 1, fmt.Sprintf("folds %v", f)
-	})
-	b.addUpTo(t, 30)
-	b.close()
-	// A normal heartbeat again, so the chain stops growing fast.
-	r.agent.Stop()
-	agent, err := r.l.Start("agent-normal", nil, filepath.Join(binDir, "fenceline-agent"),
-		r.agent.Args()...)
-	check(t, err)
-	r.agent = agent
+	// Five transactions of 2,000 rules: each change event lists its 2,000 additions
+	// (about a quarter of the bound), so the fourth or fifth reaches the bound.
+	for i := range 5 {
+		var script strings.Builder
+		fmt.Fprintf(&script, "add chain ip bench big%d\n", i)
+		for j := range 2000 {
+			fmt.Fprintf(&script, "add rule ip bench big%d tcp dport %d accept comment \"bulk rule %d of batch %d\"\n",
+				i, j+1, j, i)
+		}
+		f := filepath.Join(t.TempDir(), fmt.Sprintf("batch%d.nft", i))
+		check(t, os.WriteFile(f, []byte(script.String()), 0o600))
+		nft(t, r.ns, "-f", f)
+	}
+	r.waitAgent(t, "fenceline_agent_outbox_folds_total", 1)
 	check(t, r.brokerP.Restart())
-	want := r.liveDigest(t)
-	waitFor(t, 60*time.Second, "delivery after the fold", func() (bool, string) {
-		var d struct {
-			Digest string `json:"digest"`
-		}
-		if err := r.agg.Get("/v1/tenants/"+burstTenant+"/devices/"+burstDevice, &d); err != nil {
-			return false, err.Error()
-		}
-		return d.Digest == want, d.Digest
-	})
+	r.waitLive(t, 30*time.Second)
 	h, err := r.history()
 	check(t, err)
 	if !hasKind(h, "fold") {
@@ -443,11 +554,16 @@ func TestOutboxBoundWhileOffline(t *testing.T) {
 			t.Fatalf("event %d has sequence %s", i+1, e.Seq)
 		}
 	}
+	// TODO: the issue wants the fold raised as a deviation at the aggregator. The model
+	// has the kind (model.Folded) but the store does not raise it yet (aggregator/store,
+	// change management); check GET /v1/tenants/{tenant}/deviations for kind "folded"
+	// here once it does.
 }
 
 // TestDeadLinkNoFIN: the broker sits in a namespace behind a veth pair; its traffic is
 // dropped silently (no FIN, no RST) while changes are made, then restored. Nothing is lost.
 func TestDeadLinkNoFIN(t *testing.T) {
+	t.Parallel()
 	var brokerNS string
 	r := newRigWith(t, func(l *lab.Lab) (string, *lab.Proc, error) {
 		ns, err := l.Netns("fl-e2e-brk")
@@ -463,7 +579,7 @@ func TestDeadLinkNoFIN(t *testing.T) {
 	})
 	b := startBurst(t, r.ns)
 	b.addUpTo(t, 50)
-	r.checkExactlyOnce(t, 50)
+	r.checkExactlyOnce(t, b)
 
 	blackhole := filepath.Join(t.TempDir(), "blackhole.nft")
 	check(t, os.WriteFile(blackhole, []byte(`table inet blackhole {
@@ -479,8 +595,7 @@ func TestDeadLinkNoFIN(t *testing.T) {
 	})
 	nft(t, brokerNS, "delete", "table", "inet", "blackhole")
 	b.addUpTo(t, 300)
-	b.close()
-	r.checkExactlyOnce(t, 300)
+	r.checkExactlyOnce(t, b)
 }
 
 func kinds(h []storedEvent) map[string]int {

@@ -175,6 +175,26 @@ func WaitFor(timeout time.Duration, what string, cond func() (bool, string)) err
 	}
 }
 
+// WaitProgress polls cond every 20 ms until it reports done. It gives up only when the
+// progress mark cond returns has not changed for stall: a slow machine is waited for, a
+// stuck one is not. The error carries cond's last status.
+func WaitProgress(stall time.Duration, what string, cond func() (done bool, mark, status string)) error {
+	last, since := "", time.Now()
+	for {
+		done, mark, status := cond()
+		if done {
+			return nil
+		}
+		if mark != last {
+			last, since = mark, time.Now()
+		}
+		if time.Since(since) > stall {
+			return fmt.Errorf("no progress for %s waiting for %s; last: %s", stall, what, status)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 // Proc is a process the lab started.
 type Proc struct {
 	Name string

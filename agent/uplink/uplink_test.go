@@ -1,0 +1,355 @@
+package uplink
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	mqtt "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/fenceline/fenceline/agent/outbox"
+	"github.com/fenceline/fenceline/scripts/lab"
+	"github.com/fenceline/fenceline/shared/event"
+)
+
+// syncBuffer is a log sink safe for the uplink's goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+// lines returns the log lines that contain every one of the words.
+func (s *syncBuffer) lines(words ...string) []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []string
+	for _, l := range strings.Split(s.b.String(), "\n") {
+		ok := l != ""
+		for _, w := range words {
+			ok = ok && strings.Contains(l, w)
+		}
+		if ok {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) {
+	t.Helper()
+	if err := lab.WaitFor(within, what, func() (bool, string) { return cond(), "" }); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// errValue is the err attribute of a log line.
+var errValue = regexp.MustCompile(`err="([^"]*)"|err=(\S+)`)
+
+// repeats reports whether an error message says the same thing twice in a row
+// ("connect: connect: …") or carries the MQTT client's own wrapping.
+func repeats(msg string) bool {
+	parts := strings.Split(msg, ": ")
+	for i := 1; i < len(parts); i++ {
+		if parts[i] == parts[i-1] {
+			return true
+		}
+	}
+	return strings.Contains(msg, "network Error")
+}
+
+// TestLinkStatusAndLogs: an agent whose broker is unreachable says so once at info with
+// the broker and the cause, retries at debug, says when it connects, and says when the
+// connection is lost; Status reports each state.
+func TestLinkStatusAndLogs(t *testing.T) {
+	if err := lab.CheckHost("mosquitto"); err != nil {
+		t.Skip(err)
+	}
+	port, err := lab.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	broker := fmt.Sprintf("tcp://127.0.0.1:%d", port)
+	ob, err := outbox.Open(filepath.Join(t.TempDir(), "outbox.db"), outbox.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ob.Close()
+	logs := &syncBuffer{}
+	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	u := New(Config{BrokerURL: broker, Tenant: "acme", Device: "fw-1",
+		ConnectRetry: 50 * time.Millisecond}, ob, nil, log)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- u.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+
+	waitFor(t, 10*time.Second, "three failed attempts", func() bool {
+		return u.Status().FailedAttempts >= 3
+	})
+	st := u.Status()
+	if st.Connected || st.Broker != broker || !strings.Contains(st.Error, "connection refused") {
+		t.Errorf("status while unreachable: %+v", st)
+	}
+	info := logs.lines("level=INFO", "broker unreachable", "broker="+broker)
+	if len(info) != 1 {
+		t.Errorf("%d info lines about the unreachable broker, want 1:\n%s", len(info),
+			strings.Join(logs.lines("broker"), "\n"))
+	}
+	if retries := logs.lines("level=DEBUG", "broker still unreachable"); len(retries) < 2 {
+		t.Errorf("%d debug lines for retries, want ≥ 2", len(retries))
+	}
+	for _, l := range logs.lines("err=") {
+		if m := errValue.FindStringSubmatch(l); m != nil && repeats(m[1]+m[2]) {
+			t.Errorf("error message repeats itself: %s", l)
+		}
+	}
+
+	l := lab.New("", t.TempDir(), "")
+	defer l.Close()
+	_, mosq, err := l.MosquittoIn("", "127.0.0.1", port)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "connected", func() bool { return u.Status().Connected })
+	if up := logs.lines("level=INFO", "connected to broker", "broker="+broker, "down_for="); len(up) != 1 {
+		t.Errorf("%d info lines about the connection, want 1", len(up))
+	}
+
+	mosq.Stop()
+	waitFor(t, 10*time.Second, "disconnected", func() bool { return !u.Status().Connected })
+	waitFor(t, 10*time.Second, "a failed reconnection", func() bool {
+		return u.Status().FailedAttempts >= 1
+	})
+	if lost := logs.lines("level=INFO", "broker connection lost", "broker="+broker); len(lost) != 1 {
+		t.Errorf("%d info lines about the lost connection, want 1", len(lost))
+	}
+	if again := logs.lines("level=INFO", "broker unreachable"); len(again) != 1 {
+		t.Errorf("reconnection failures after a lost connection logged at info: %d lines", len(again))
+	}
+	if t.Failed() {
+		t.Log(strings.Join(logs.lines("component=uplink"), "\n"))
+	}
+}
+
+// chainEvent seals a stand-in event: the uplink moves envelopes, it does not read them.
+func chainEvent(seq uint64, prev string) ([]byte, string, error) {
+	env := []byte(fmt.Sprintf(`{"seq":"%d","prev":%q}`, seq, prev))
+	sum := sha256.Sum256(env)
+	return env, hex.EncodeToString(sum[:]), nil
+}
+
+// TestForgedAcks: acks are not signed, so the uplink refuses what cannot come from the
+// aggregator: an ack without an event id, an ack covering events it never published, and
+// a foreign head seen once; a foreign head the aggregator repeats in answer to its
+// publishes still re-anchors the chain.
+func TestForgedAcks(t *testing.T) {
+	if err := lab.CheckHost("mosquitto"); err != nil {
+		t.Skip(err)
+	}
+	l := lab.New("", t.TempDir(), "")
+	defer l.Close()
+	broker, _, err := l.Mosquitto()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ob, err := outbox.Open(filepath.Join(t.TempDir(), "outbox.db"), outbox.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ob.Close()
+	logs := &syncBuffer{}
+	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	// A window of two and no aggregator: two events leave, the rest wait for an ack.
+	u := New(Config{BrokerURL: broker, Tenant: "acme", Device: "fw-1", Batch: 2, Window: 2,
+		ResendAfter: 200 * time.Millisecond, ConnectRetry: 50 * time.Millisecond}, ob, nil, log)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- u.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	waitFor(t, 10*time.Second, "connected", func() bool { return u.Status().Connected })
+
+	// The forger: sees the events topic, publishes on the acks topic.
+	var mu sync.Mutex
+	var seen int
+	var answer *event.Ack // when set, every event is answered with this head
+	forger := mqtt.NewClient(mqtt.NewClientOptions().AddBroker(broker).SetClientID("forger"))
+	if tok := forger.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatalf("forger connect: %v", tok.Error())
+	}
+	defer forger.Disconnect(100)
+	acks := event.DeviceTopic("acme", "fw-1", event.TopicAcks)
+	sendAck := func(a event.Ack) {
+		b, _ := json.Marshal(a)
+		if tok := forger.Publish(acks, 1, true, b); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+			t.Fatalf("publish ack: %v", tok.Error())
+		}
+	}
+	tok := forger.Subscribe(event.DeviceTopic("acme", "fw-1", event.TopicEvents), 1,
+		func(c mqtt.Client, _ mqtt.Message) {
+			mu.Lock()
+			seen++
+			a := answer
+			mu.Unlock()
+			if a != nil {
+				b, _ := json.Marshal(a)
+				c.Publish(acks, 1, true, b)
+			}
+		})
+	if !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatalf("subscribe: %v", tok.Error())
+	}
+	published := func() int { mu.Lock(); defer mu.Unlock(); return seen }
+
+	var ids []string
+	for range 10 {
+		seq, err := ob.Append(chainEvent, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h, _ := ob.Head()
+		if h.Seq != seq {
+			t.Fatal("head moved")
+		}
+		ids = append(ids, h.ID)
+	}
+	u.Notify()
+	waitFor(t, 10*time.Second, "the first two events published", func() bool {
+		return u.Published() == 2 && published() >= 2
+	})
+
+	intact := func(what string) {
+		t.Helper()
+		h, err := ob.Head()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if h.Count != 10 || h.Acked != 0 {
+			t.Fatalf("after %s: %d events pending, acked %d; want 10 pending, none acked", what,
+				h.Count, h.Acked)
+		}
+	}
+	// An ack without an id, and one naming event 8 (never published) by its id.
+	sendAck(event.Ack{Seq: 8})
+	sendAck(event.Ack{Seq: 8, ID: ids[7]})
+	waitFor(t, 5*time.Second, "both handled", func() bool {
+		h, _ := ob.Head()
+		return h.Acked != 0 || len(logs.lines("ack without an event id ignored")) >= 1 &&
+			len(logs.lines("ack covers events this agent never published")) >= 1
+	})
+	intact("forged acks of events never published")
+
+	// A foreign head, once: the uplink publishes again and does not re-anchor.
+	before := published()
+	sendAck(event.Ack{Seq: 1000, ID: strings.Repeat("ab", 32)})
+	waitFor(t, 10*time.Second, "four more publishes", func() bool { return published() >= before+4 })
+	select {
+	case a := <-u.Diverged():
+		t.Fatalf("re-anchoring on a single foreign ack %+v", a)
+	default:
+	}
+	intact("a single foreign head")
+
+	// The same kind of head, repeated in answer to every publish, as the aggregator does
+	// when the outbox was lost: believed.
+	head := event.Ack{Seq: 2000, ID: strings.Repeat("cd", 32)}
+	mu.Lock()
+	answer = &head
+	mu.Unlock()
+	select {
+	case a := <-u.Diverged():
+		if a != head {
+			t.Fatalf("diverged at %+v, want %+v", a, head)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatalf("no re-anchoring on a head the aggregator keeps repeating:\n%s",
+			strings.Join(logs.lines("component=uplink"), "\n"))
+	}
+}
+
+// TestGapHeadResends: the aggregator loses an event (its ingest queue was full) and
+// answers the ones after it with its unchanged head; the uplink resends from there at
+// once instead of waiting ResendAfter.
+func TestGapHeadResends(t *testing.T) {
+	if err := lab.CheckHost("mosquitto"); err != nil {
+		t.Skip(err)
+	}
+	l := lab.New("", t.TempDir(), "")
+	defer l.Close()
+	broker, _, err := l.Mosquitto()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ob, err := outbox.Open(filepath.Join(t.TempDir(), "outbox.db"), outbox.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ob.Close()
+	for range 20 {
+		if _, err := ob.Append(chainEvent, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// The aggregator: accepts the next sequence only, loses the first copy of event 3,
+	// and answers every other event with its head.
+	var mu sync.Mutex
+	var head event.Ack
+	lost := false
+	agg := mqtt.NewClient(mqtt.NewClientOptions().AddBroker(broker).SetClientID("aggregator"))
+	if tok := agg.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatalf("connect: %v", tok.Error())
+	}
+	defer agg.Disconnect(100)
+	acks := event.DeviceTopic("acme", "fw-1", event.TopicAcks)
+	tok := agg.Subscribe(event.DeviceTopic("acme", "fw-1", event.TopicEvents), 1,
+		func(c mqtt.Client, m mqtt.Message) {
+			var e struct {
+				Seq uint64 `json:"seq,string"`
+			}
+			json.Unmarshal(m.Payload(), &e)
+			mu.Lock()
+			if e.Seq == 3 && !lost {
+				lost = true
+				mu.Unlock()
+				return
+			}
+			if e.Seq == head.Seq+1 {
+				sum := sha256.Sum256(m.Payload())
+				head = event.Ack{Seq: e.Seq, ID: hex.EncodeToString(sum[:])}
+			}
+			b, _ := json.Marshal(head)
+			mu.Unlock()
+			c.Publish(acks, 1, true, b)
+		})
+	if !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatalf("subscribe: %v", tok.Error())
+	}
+
+	u := New(Config{BrokerURL: broker, Tenant: "acme", Device: "fw-1", Batch: 2, Window: 4,
+		ResendAfter: time.Minute}, ob, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- u.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	waitFor(t, 10*time.Second, "every event acknowledged well before ResendAfter", func() bool {
+		h, _ := ob.Head()
+		return h.Acked == 20 && h.Count == 0
+	})
+}
