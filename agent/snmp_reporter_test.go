@@ -44,7 +44,7 @@ func newTestReporter(t *testing.T, maxBytes int64) (*deviceReporter, ed25519.Pub
 }
 
 // pendingEvents opens every pending event and checks they form one chain.
-func pendingEvents(t *testing.T, ob *outbox.Outbox, pub ed25519.PublicKey) []*event.Opened {
+func pendingOpened(t *testing.T, ob *outbox.Outbox, pub ed25519.PublicKey) []*event.Opened {
 	t.Helper()
 	h, err := ob.Head()
 	if err != nil {
@@ -84,11 +84,11 @@ func TestSNMPReporterFoldsAtTheBound(t *testing.T) {
 		if err := r.Report(event.Change, snmpState(fmt.Sprintf("v%d", n)), nil, ""); err != nil {
 			t.Fatalf("change %d: %v", n, err)
 		}
-		if es := pendingEvents(t, r.ob, pub); es[0].Event.Kind == event.Fold {
+		if es := pendingOpened(t, r.ob, pub); es[0].Event.Kind == event.Fold {
 			break
 		}
 	}
-	es := pendingEvents(t, r.ob, pub)
+	es := pendingOpened(t, r.ob, pub)
 	if n == 100 || len(es) != 2 {
 		t.Fatalf("after %d changes: %d pending events, want a fold and the last change", n, len(es))
 	}
@@ -110,7 +110,7 @@ func TestSNMPReporterFoldsAtTheBound(t *testing.T) {
 			t.Fatalf("heartbeat %d: %v", i, err)
 		}
 	}
-	pendingEvents(t, r.ob, pub)
+	pendingOpened(t, r.ob, pub)
 }
 
 // When the aggregator's head is not on the reporter's chain, the outbox is re-anchored
@@ -130,7 +130,7 @@ func TestSNMPReporterResync(t *testing.T) {
 	if err := r.resync(head); err != nil {
 		t.Fatal(err)
 	}
-	es := pendingEvents(t, r.ob, pub)
+	es := pendingOpened(t, r.ob, pub)
 	if len(es) != 1 {
 		t.Fatalf("%d pending events after the resync, want 1", len(es))
 	}
@@ -144,7 +144,7 @@ func TestSNMPReporterResync(t *testing.T) {
 	if err := r.Report(event.Change, snmpState("v3"), nil, ""); err != nil {
 		t.Fatal(err)
 	}
-	if es := pendingEvents(t, r.ob, pub); len(es) != 2 || es[1].Event.Before != want {
+	if es := pendingOpened(t, r.ob, pub); len(es) != 2 || es[1].Event.Before != want {
 		t.Fatalf("after the resync: %d events", len(es))
 	}
 }
