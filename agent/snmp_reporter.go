@@ -182,10 +182,7 @@ func (r *deviceReporter) append(e *event.Event, state []byte) (uint64, error) {
 	}
 	seq, err := r.ob.Append(seal, state)
 	if errors.Is(err, outbox.ErrFull) {
-		if ferr := r.fold(); ferr != nil {
-			return 0, ferr
-		}
-		seq, err = r.ob.Append(seal, state)
+		seq, err = r.fold(e.Kind, state)
 	}
 	if err != nil {
 		return 0, err
@@ -194,16 +191,24 @@ func (r *deviceReporter) append(e *event.Event, state []byte) (uint64, error) {
 	return seq, nil
 }
 
-// fold replaces every pending event with one fold event carrying the last reported
-// state, as Agent.fold does.
-func (r *deviceReporter) fold() error {
-	if r.last == nil {
-		return errors.New("outbox full before any state was reported")
+// fold replaces the pending events that never left the agent, together with the event
+// of kind that did not fit, by one fold event carrying the state that event reports
+// (state, or the last reported state when state is nil), as Agent.fold does. The fold
+// event is kept even beyond the bound: a full outbox is never fatal.
+func (r *deviceReporter) fold(kind event.Kind, state []byte) (uint64, error) {
+	cur := r.last
+	if state != nil {
+		cur = new(observed)
+		if err := json.Unmarshal(state, cur); err != nil {
+			return 0, fmt.Errorf("fold: decode state: %w", err)
+		}
+	} else if b, err := r.ob.State(); err == nil {
+		state = b
 	}
-	state, err := r.ob.State()
-	if err != nil {
-		return fmt.Errorf("fold: %w", err)
+	if cur == nil {
+		return 0, errors.New("fold: outbox full before any state was reported")
 	}
+	var total uint64
 	n, err := r.ob.Fold(r.up.Published(), func(seq uint64, prev string, first outbox.Entry, count int) ([]byte, string, error) {
 		o, err := event.Open(first.Envelope, func(string) (ed25519.PublicKey, error) {
 			return r.signer.PublicKey(), nil
@@ -211,21 +216,38 @@ func (r *deviceReporter) fold() error {
 		if err != nil {
 			return nil, "", fmt.Errorf("read first pending event: %w", err)
 		}
-		e := r.event(event.Fold, r.last.Digest)
-		e.Seq, e.Prev, e.Before, e.Ruleset, e.Folded = seq, prev, o.Event.Before, r.last.Ruleset,
-			uint64(count)
+		// The event that did not fit counts as folded too, and a fold among the folded
+		// events counts as the events it replaced.
+		total = uint64(count) + 1
+		if o.Event.Kind == event.Fold && o.Event.Folded > 0 {
+			total += o.Event.Folded - 1
+		}
+		e := r.event(event.Fold, cur.Digest)
+		e.Seq, e.Prev, e.Before, e.Ruleset, e.Folded = seq, prev, o.Event.Before, cur.Ruleset, total
 		e.Note = fmt.Sprintf("outbox reached its bound of %d bytes while undelivered; %d events "+
-			"(sequences %d to %d) folded into this state", r.maxBytes, count, first.Seq,
-			first.Seq+uint64(count)-1)
+			"(sequences %d to %d, and a %s event that did not fit) folded into this state",
+			r.maxBytes, total, first.Seq, first.Seq+uint64(count)-1, kind)
 		return r.signer.Seal(e)
 	}, state)
 	if err != nil {
-		return err
+		return 0, err
+	}
+	if n == 0 {
+		return 0, errors.New("fold: the outbox was full but holds no pending event")
 	}
 	r.up.Replaced()
-	r.log.Warn("outbox full: pending events folded into one state event", "folded", n,
-		"max_bytes", r.maxBytes, "digest", r.last.Digest)
-	return nil
+	head, err := r.ob.Head()
+	if err != nil {
+		return 0, fmt.Errorf("fold: %w", err)
+	}
+	r.log.Warn("outbox full: pending events folded into one state event", "folded", total,
+		"max_bytes", r.maxBytes, "digest", cur.Digest)
+	if r.maxBytes > 0 && head.Bytes > r.maxBytes {
+		r.log.Warn("outbox over its bound: the fold event, with the events already published, "+
+			"exceeds outbox.max_bytes; kept rather than lose the state", "pending_bytes",
+			head.Bytes, "max_bytes", r.maxBytes, "seq", head.Seq)
+	}
+	return head.Seq, nil
 }
 
 // resync re-anchors the outbox at the aggregator's head and reports the current state

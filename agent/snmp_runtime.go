@@ -124,7 +124,8 @@ func (s *SNMPDevices) open(ctx context.Context, t SNMPTarget, profiles snmp.Prof
 		ClientID:  t.Broker.ClientID,
 		Username:  firstNonEmpty(t.Broker.Username, s.cfg.Broker.Username),
 		Password:  firstNonEmpty(t.Broker.Password, s.cfg.Broker.Password),
-		Batch:     s.cfg.Uplink.Batch, Rate: s.cfg.Uplink.Rate, ResendAfter: s.cfg.Uplink.ResendAfter,
+		Batch:     s.cfg.Uplink.Batch, Window: s.cfg.Uplink.Window, Rate: s.cfg.Uplink.Rate,
+		ResendAfter: s.cfg.Uplink.ResendAfter,
 	}
 	if up.BrokerURL == "" {
 		return nil, errors.New("no broker: set broker.url or enroll with an aggregator that names one")
