@@ -344,6 +344,7 @@ type pump struct {
 	backoff      time.Duration
 	retryAt      time.Time // no publishing before this (backoff after a failure)
 	divergedAt   uint64    // waiting for the owner to re-anchor after this ack
+	diverged     bool      // divergedAt is set
 	rounds       uint64    // publish rounds that sent at least one event
 	gapResent    bool      // resent on a head that did not advance, since the last advance
 	// suspect is an ack that does not tie to this outbox's chain, not yet confirmed.
@@ -384,8 +385,8 @@ type ack struct {
 // embedded broker has no authentication; Mosquitto only with the example ACL) can make
 // the agent delete events it has published but the aggregator has not committed, by
 // acking them with their ids (they are visible on the events topic), and, by repeating a
-// foreign head in answer to the agent's publishes, make it re-anchor and drop what it
-// has not delivered. What is refused here: acks without an event id, acks that cover
+// foreign head (or a head behind its acknowledged sequence) in answer to the agent's
+// publishes, make it re-anchor and drop what it has not delivered. What is refused here: acks without an event id, acks that cover
 // events never published, and a foreign head seen once (or only as a stored retained
 // message). The fix is an aggregator ack key in the replicated state, its public half
 // in the enrollment response, and a signature on every ack verified here.
@@ -409,26 +410,38 @@ func (p *pump) onAck(r ack) {
 		}
 	}
 	if a.Seq < p.acked {
-		if r.retained {
-			// The aggregator's standing head is behind what it acknowledged before: it
-			// lost committed events (restored from an older state).
-			// TODO: they are gone from the outbox, so this can only be reported.
-			u.log.Warn("aggregator head behind acknowledged sequence", "ack", a.Seq, "acked", p.acked)
-		} else {
-			u.log.Debug("stale ack", "ack", a.Seq, "acked", p.acked)
+		// The aggregator's head is behind what it acknowledged before: it lost committed
+		// events (restored from an older backup), or this is a stale message. The lost
+		// events are gone from the outbox too, so resending cannot heal the chain. Once
+		// the head is confirmed in answer to fresh publishes (so it is the aggregator's
+		// standing head, not a stale or replayed message), the owner re-anchors there and
+		// reports the current state as a resync, which the aggregator raises as a gap.
+		if p.divergedAt == a.Seq && p.diverged {
+			return
+		}
+		if !p.confirmed(r, fmt.Errorf("head %d behind the acknowledged %d", a.Seq, p.acked)) {
+			return
+		}
+		p.divergedAt, p.diverged, p.suspect = a.Seq, true, nil
+		u.log.Warn("aggregator's head is behind what it acknowledged (restored from an older "+
+			"state?); re-anchoring, the events in between are lost to it", "ack", a.Seq,
+			"acked", p.acked)
+		select {
+		case u.diverged <- a:
+		default:
 		}
 		return
 	}
 	n, err := u.ob.Ack(a.Seq, a.ID)
 	switch {
 	case errors.Is(err, outbox.ErrAckBeyondHead), errors.Is(err, outbox.ErrFork):
-		if p.divergedAt == a.Seq {
+		if p.divergedAt == a.Seq && p.diverged {
 			return
 		}
 		if !p.confirmed(r, err) {
 			return
 		}
-		p.divergedAt, p.suspect = a.Seq, nil
+		p.divergedAt, p.diverged, p.suspect = a.Seq, true, nil
 		u.log.Warn("aggregator's chain is not this outbox's; re-anchoring", "ack", a.Seq, "err", err)
 		select {
 		case u.diverged <- a:
@@ -448,7 +461,7 @@ func (p *pump) onAck(r ack) {
 			}
 		}
 		u.log.Debug("ack", "seq", a.Seq, "removed", n)
-		p.acked, p.lastProgress, p.divergedAt, p.suspect = a.Seq, now, 0, nil
+		p.acked, p.lastProgress, p.divergedAt, p.diverged, p.suspect = a.Seq, now, 0, false, nil
 		p.gapResent = false
 		u.metrics.Acked.Set(float64(a.Seq))
 	} else if !r.retained && a.Seq == p.acked && p.sent > p.acked && !p.gapResent {
@@ -501,11 +514,12 @@ func (p *pump) round(ctx context.Context) {
 		u.log.Error("outbox head", "err", err)
 		return
 	}
-	if head.Acked > p.acked { // re-anchored by the owner
-		p.acked, p.sent, p.divergedAt = head.Acked, head.Acked, 0
+	if head.Acked != p.acked { // re-anchored by the owner (ahead, or behind a restored aggregator)
+		p.acked, p.sent, p.divergedAt, p.diverged = head.Acked, head.Acked, 0, false
+		clear(p.sentAt)
 		u.metrics.Acked.Set(float64(head.Acked))
 	}
-	if !p.client.IsConnectionOpen() || p.divergedAt != 0 || time.Now().Before(p.retryAt) {
+	if !p.client.IsConnectionOpen() || p.diverged || time.Now().Before(p.retryAt) {
 		return
 	}
 	if p.sent > p.acked && time.Since(p.lastProgress) > u.cfg.ResendAfter {

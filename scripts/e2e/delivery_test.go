@@ -554,10 +554,103 @@ func TestOutboxBoundWhileOffline(t *testing.T) {
 			t.Fatalf("event %d has sequence %s", i+1, e.Seq)
 		}
 	}
-	// TODO: the issue wants the fold raised as a deviation at the aggregator. The model
-	// has the kind (model.Folded) but the store does not raise it yet (aggregator/store,
-	// change management); check GET /v1/tenants/{tenant}/deviations for kind "folded"
-	// here once it does.
+	if !r.hasDeviation(t, "folded") {
+		t.Fatal("the fold event was not raised as a folded deviation")
+	}
+}
+
+// hasDeviation reports whether the aggregator lists a deviation of kind for the device.
+func (r *rig) hasDeviation(t *testing.T, kind string) bool {
+	t.Helper()
+	var ds []struct {
+		Kind   string `json:"kind"`
+		Device string `json:"device"`
+	}
+	check(t, r.agg.Get("/v1/tenants/"+burstTenant+"/deviations?device="+burstDevice, &ds))
+	for _, d := range ds {
+		if d.Kind == kind && d.Device == burstDevice {
+			return true
+		}
+	}
+	return false
+}
+
+// TestAggregatorRestoredFromBackup: the aggregator is restored from a copy of its data
+// taken before it committed (and acknowledged) the last changes; the agent has already
+// dropped those events. The agent notices the head behind its acks, re-anchors there and
+// sends its current state as a resync; the aggregator holds the live ruleset again and
+// raises the lost events as a gap.
+func TestAggregatorRestoredFromBackup(t *testing.T) {
+	t.Parallel()
+	r := newRig(t, "FENCELINE_HEARTBEAT_INTERVAL=1s")
+	b := startBurst(t, r.ns)
+	b.addUpTo(t, 20)
+	r.checkExactlyOnce(t, b)
+	r.agg.Stop()
+	backup := filepath.Join(t.TempDir(), "backup")
+	copyDir(t, r.agg.DataDir, backup)
+	check(t, r.agg.Restart())
+	check(t, r.agg.WaitHealthy(30*time.Second))
+	b.addUpTo(t, 40)
+	b.flush(t)
+	acked := r.waitLive(t, 30*time.Second)
+	waitFor(t, 30*time.Second, "the agent's outbox empty", func() (bool, string) {
+		d := r.agentMetric(t, "fenceline_agent_outbox_depth")
+		return d == 0, fmt.Sprintf("depth %v", d)
+	})
+
+	// Restore the older state: the aggregator forgets the last acknowledged events.
+	r.agg.Stop()
+	check(t, os.RemoveAll(r.agg.DataDir))
+	copyDir(t, backup, r.agg.DataDir)
+	check(t, r.agg.Restart())
+	check(t, r.agg.WaitHealthy(30*time.Second))
+	d, err := r.device()
+	check(t, err)
+	restored, _ := strconv.Atoi(d.HeadSeq)
+	before, _ := strconv.Atoi(acked.HeadSeq)
+	if restored >= before {
+		t.Fatalf("restored head %d, want behind the acknowledged %d", restored, before)
+	}
+	b.addUpTo(t, 45)
+	b.flush(t)
+	r.waitLive(t, time.Minute)
+	h, err := r.history()
+	check(t, err)
+	if !hasKind(h, "resync") {
+		t.Fatalf("no resync event after the restore; kinds %v", kinds(h))
+	}
+	for i, e := range h {
+		if e.Seq != strconv.Itoa(i+1) {
+			t.Fatalf("event %d has sequence %s", i+1, e.Seq)
+		}
+	}
+	if !r.hasDeviation(t, "gap") {
+		t.Fatal("the lost events were not raised as a gap deviation")
+	}
+	if r.agent.Exited() {
+		t.Fatal("agent exited")
+	}
+}
+
+// copyDir copies a directory tree of regular files.
+func copyDir(t *testing.T, from, to string) {
+	t.Helper()
+	check(t, filepath.WalkDir(from, func(path string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(from, path)
+		dst := filepath.Join(to, rel)
+		if d.IsDir() {
+			return os.MkdirAll(dst, 0o700)
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(dst, b, 0o600)
+	}))
 }
 
 // TestDeadLinkNoFIN: the broker sits in a namespace behind a veth pair; its traffic is
