@@ -595,3 +595,57 @@ func (e *engine) ungroup() {
 // Grouped reports, per change of the last evaluation's observation, whether it was
 // decided as part of a table or chain change.
 func (r *Result) Grouped(i int) bool { return i < len(r.Heads) && r.Heads[i] >= 0 }
+
+// IndexKey is what the store keeps beside an open deviation to find it without reading
+// it: its kind, and the change and item it is about, in the form UndoKeys gives for the
+// changes that would undo it.
+func IndexKey(d *model.Deviation) string {
+	return indexKey(string(d.Kind), d.Change, d.Family, d.Table, d.Chain,
+		itemKey(d.Change, d.Rule, d.Set, d.Element, d.Before, d.After))
+}
+
+// KindPrefix is the start of the IndexKey of every deviation of kind.
+func KindPrefix(kind model.DeviationKind) string { return string(kind) + "\x00" }
+
+// UndoKeys returns the keys, without the kind, of the open deviations that the changes
+// could undo (see undo): the store reads only the open deviations whose IndexKey ends in
+// one of them. Matching stays the engine's; this only narrows what it reads.
+func UndoKeys(changes []ruleset.Change) map[string]bool {
+	out := make(map[string]bool, len(changes))
+	for _, ch := range changes {
+		inv, ok := inverse(ch)
+		if !ok {
+			continue
+		}
+		out[indexKey("", inv.Kind, inv.Family, inv.Table, inv.Chain,
+			itemKey(inv.Kind, inv.Rule, inv.Set, inv.Element, inv.Before, inv.After))] = true
+	}
+	return out
+}
+
+// KeyWithoutKind strips the kind from an IndexKey, for lookups in UndoKeys.
+func KeyWithoutKind(key string) string {
+	if i := strings.IndexByte(key, 0); i >= 0 {
+		return "\x00" + key[i+1:]
+	}
+	return key
+}
+
+func indexKey(kind string, change ruleset.ChangeKind, family, table, chain, item string) string {
+	return strings.Join([]string{kind, string(change), family, table, chain, item}, "\x00")
+}
+
+// itemKey is what sameItem compares for a change kind.
+func itemKey(kind ruleset.ChangeKind, rule, set, element, before, after string) string {
+	switch kind {
+	case ruleset.RuleAdded, ruleset.RuleRemoved:
+		return rule
+	case ruleset.ElementAdded, ruleset.ElementRemoved:
+		return set + "\x00" + element
+	case ruleset.ChainPolicy:
+		return before + "\x00" + after
+	case ruleset.SetAdded, ruleset.SetRemoved:
+		return set
+	}
+	return ""
+}

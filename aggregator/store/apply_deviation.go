@@ -63,7 +63,7 @@ func putDeviation(tx *bolt.Tx, d *model.Deviation, isNew bool) error {
 		if d.State == model.DeviationResolved {
 			err = tx.Bucket(bucketOpenDevs).Delete(k)
 		} else {
-			err = tx.Bucket(bucketOpenDevs).Put(k, nil)
+			err = tx.Bucket(bucketOpenDevs).Put(k, []byte(deviation.IndexKey(d)))
 		}
 		if err != nil {
 			return err
@@ -88,11 +88,16 @@ func getDeviation(tx *bolt.Tx, tenant, id string) (*model.Deviation, error) {
 	return &d, nil
 }
 
-// openDeviations returns the device's deviations that are not resolved, oldest first.
-func openDeviations(tx *bolt.Tx, tenant, device string) ([]*model.Deviation, error) {
+// openDeviations returns the device's deviations that are not resolved, oldest first,
+// among those whose index key (deviation.IndexKey) keep accepts; nil keep takes all. The
+// filter spares reading every open deviation of a device with many for every event.
+func openDeviations(tx *bolt.Tx, tenant, device string, keep func(key string) bool) ([]*model.Deviation, error) {
 	var out []*model.Deviation
 	b := tx.Bucket(bucketDeviations)
-	err := forPrefix(tx.Bucket(bucketOpenDevs), []byte(tenant+"/"+device+"/"), func(k, _ []byte) error {
+	err := forPrefix(tx.Bucket(bucketOpenDevs), []byte(tenant+"/"+device+"/"), func(k, v []byte) error {
+		if keep != nil && !keep(string(v)) {
+			return nil
+		}
 		n := k[len(k)-8:]
 		var d model.Deviation
 		ok, err := getJSON(b, append(tenantPrefix(tenant), n...), &d)
@@ -109,7 +114,10 @@ func openDeviations(tx *bolt.Tx, tenant, device string) ([]*model.Deviation, err
 // kind is open for the device, the finding is counted on it instead of raising another.
 func raiseFinding(tx *bolt.Tx, tenant, device string, kind model.DeviationKind, detail string,
 	seq uint64, eventID, observed string, at time.Time) (string, bool, error) {
-	open, err := openDeviations(tx, tenant, device)
+	prefix := deviation.KindPrefix(kind)
+	open, err := openDeviations(tx, tenant, device, func(key string) bool {
+		return strings.HasPrefix(key, prefix)
+	})
 	if err != nil {
 		return "", false, err
 	}

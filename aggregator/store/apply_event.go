@@ -268,7 +268,10 @@ func observe(tx *bolt.Tx, c *appendEventCmd, d *model.Device, e *event.Event, id
 	if err != nil {
 		return err
 	}
-	open, err := openDeviations(tx, c.Tenant, c.Device)
+	undo := deviation.UndoKeys(changes)
+	open, err := openDeviations(tx, c.Tenant, c.Device, func(key string) bool {
+		return undo[deviation.KeyWithoutKind(key)]
+	})
 	if err != nil {
 		return err
 	}

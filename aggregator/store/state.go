@@ -25,7 +25,8 @@ var (
 	bucketPolicies    = []byte("policies")    // tenant → model.Policy
 	bucketDevStates   = []byte("devstates")   // tenant/device → model.DeviceState
 	// bucketOpenDevs indexes the deviations not resolved: tenant/device/big-endian number
-	// → empty. Findings not about one device use the device "".
+	// → deviation.IndexKey (kind, change and item), so that an event reads only the open
+	// deviations it could undo. Findings not about one device use the device "".
 	bucketOpenDevs = []byte("opendevs")
 	// bucketWindows indexes the CRs whose window close is still to be checked and the
 	// emergency CRs whose review is due: tenant/id → empty.
