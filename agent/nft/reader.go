@@ -27,6 +27,9 @@ type Reader struct {
 	refs   int // users of ns besides the Reader itself: running watches
 	// watchBuf is the receive buffer of notification sockets; 0 means monitorRcvBuf.
 	watchBuf int
+	// watchHold, when set, keeps the next watches from reading their socket until it is
+	// closed: tests fill the socket's buffer with it to make the kernel drop messages.
+	watchHold <-chan struct{}
 }
 
 // SetWatchBuffer sets the receive buffer of the sockets later Watch calls listen on.
@@ -36,6 +39,15 @@ func (r *Reader) SetWatchBuffer(bytes int) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.watchBuf = bytes
+}
+
+// SetWatchHold makes the sockets of later Watch calls go unread until hold is closed, so
+// that commits meanwhile overrun them as they would a stalled agent. It is for tests that
+// need the kernel to drop notifications without depending on scheduling.
+func (r *Reader) SetWatchHold(hold <-chan struct{}) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.watchHold = hold
 }
 
 // Open prepares a reader for the named namespace under /var/run/netns, or for the
