@@ -292,6 +292,11 @@ func (a *Agent) report(kind event.Kind, rs *ruleset.Ruleset, gen uint32, c *even
 	a.last = next
 	a.log.Info("ruleset event", "kind", kind, "seq", seq, "generation", gen,
 		"changes", len(e.Changes), "digest", after, "comm", commName(c), "missed", missed)
+	if rules, exprs := undecodedRules(rs); rules > 0 {
+		a.log.Warn("rules hold expressions the agent cannot print as nft does; they are kept "+
+			"in a lossless fallback form and still hashed and diffed exactly",
+			"rules", rules, "expressions", exprs)
+	}
 	return nil
 }
 

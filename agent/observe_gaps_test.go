@@ -3,7 +3,9 @@ package agent
 import (
 	"context"
 	"fmt"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -146,4 +148,84 @@ func runNft(t testing.TB, ns string, args ...string) int {
 		t.Fatalf("nft %s: %v: %s", strings.Join(args, " "), err, out)
 	}
 	return cmd.Process.Pid
+}
+
+// TestObserveChangeKinds: each kind of edit an operator makes with nft is one change event
+// with the change named as such: a rule moved (deleted and inserted elsewhere in one
+// transaction), a base chain's policy, set elements, a set, an object, a chain and a
+// table added or removed.
+func TestObserveChangeKinds(t *testing.T) {
+	requireKernel(t)
+	ns := newNS(t, "obs-kinds")
+	loadRuleset(t, ns, filterRules+`add set inet fw blocked { type ipv4_addr; }
+add rule inet fw input ip saddr @blocked drop
+`)
+	o := startObserver(t, ns, nil)
+	base := o.waitEvents(t, 1, 5*time.Second)[0]
+	handle := func(rule string) string {
+		t.Helper()
+		for _, r := range base.Ruleset.Table("inet", "fw").Chain("input").Rules {
+			if r.Text == rule {
+				return fmt.Sprint(r.Handle)
+			}
+		}
+		t.Fatalf("no rule %q in the baseline", rule)
+		return ""
+	}
+	type want struct {
+		kind ruleset.ChangeKind
+		what string // Rule, Element, Set, Object, Chain or Table, whichever the kind names
+	}
+	for _, step := range []struct {
+		cmd  string
+		want []want
+	}{
+		{"delete rule inet fw input handle " + handle("tcp dport 22 accept") + "\n" +
+			"insert rule inet fw input position " + handle("ct state established,related accept") +
+			" tcp dport 22 accept",
+			[]want{{ruleset.RuleMoved, "tcp dport 22 accept"}}},
+		{"add chain inet fw input { policy drop; }", []want{{ruleset.ChainPolicy, "input"}}},
+		{"add element inet fw blocked { 198.18.0.9, 198.18.0.10 }",
+			[]want{{ruleset.ElementAdded, "198.18.0.10"}, {ruleset.ElementAdded, "198.18.0.9"}}},
+		{"delete element inet fw blocked { 198.18.0.9 }",
+			[]want{{ruleset.ElementRemoved, "198.18.0.9"}}},
+		{"add set inet fw ports { type inet_service; }", []want{{ruleset.SetAdded, "ports"}}},
+		{"add counter inet fw hits", []want{{ruleset.ObjectAdded, "counter hits"}}},
+		{"add chain inet fw extra", []want{{ruleset.ChainAdded, "extra"}}},
+		{"delete chain inet fw extra", []want{{ruleset.ChainRemoved, "extra"}}},
+		{"add table ip other", []want{{ruleset.TableAdded, "other"}}},
+		{"delete table ip other", []want{{ruleset.TableRemoved, "other"}}},
+	} {
+		runNft(t, ns, "-f", writeTemp(t, step.cmd))
+		e := o.waitEvents(t, 1, 5*time.Second)[0]
+		var got []want
+		for _, c := range e.Changes {
+			what := c.Rule + c.Element
+			switch c.Kind {
+			case ruleset.ChainPolicy, ruleset.ChainAdded, ruleset.ChainRemoved:
+				what = c.Chain
+			case ruleset.SetAdded:
+				what = c.Set
+			case ruleset.ObjectAdded:
+				what = c.Object
+			case ruleset.TableAdded, ruleset.TableRemoved:
+				what = c.Table
+			}
+			got = append(got, want{c.Kind, what})
+		}
+		if e.Kind != event.Change || !slices.Equal(got, step.want) {
+			t.Fatalf("%s: changes %v, want %v:\n%s", step.cmd, got, step.want,
+				describe([]*event.Event{e}))
+		}
+	}
+}
+
+// writeTemp writes text to a file of the test's own and returns its path.
+func writeTemp(t *testing.T, text string) string {
+	t.Helper()
+	f := filepath.Join(t.TempDir(), "cmds.nft")
+	if err := os.WriteFile(f, []byte(text+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return f
 }

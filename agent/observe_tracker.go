@@ -138,3 +138,20 @@ func missedGenerations(seen, now uint32) []string {
 	}
 	return []string{fmt.Sprintf("%d-%d", seen+1, now)}
 }
+
+// undecodedRules counts the rules of rs that hold expressions kept in the lossless
+// fallback form (the model cannot print them as nft would). Their text still hashes and
+// diffs exactly; the count is logged with every event so that a gap in decoding shows.
+func undecodedRules(rs *ruleset.Ruleset) (rules, exprs int) {
+	for _, t := range rs.Tables {
+		for _, c := range t.Chains {
+			for _, r := range c.Rules {
+				if r.Undecoded > 0 {
+					rules++
+					exprs += r.Undecoded
+				}
+			}
+		}
+	}
+	return rules, exprs
+}
