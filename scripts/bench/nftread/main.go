@@ -19,6 +19,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/fenceline/fenceline/agent/nft"
@@ -48,7 +49,7 @@ func run() error {
 	idle := flag.Duration("idle", 60*time.Second, "idle window (idle mode)")
 	flag.Parse()
 
-	if err := lab.CheckHost("python3"); err != nil {
+	if err := lab.CheckHost("python3", "nsenter"); err != nil {
 		return err
 	}
 	root, err := os.Getwd()
@@ -134,6 +135,8 @@ type childResult struct {
 	HashMS   float64 `json:"hash_ms"`  // ruleset digest
 	TotalMS  float64 `json:"total_ms"`
 	Rules    int     `json:"rules"`
+	UserMS   float64 `json:"user_ms"`      // CPU time of the process, in user space
+	SysMS    float64 `json:"sys_ms"`       // and in the kernel (the netlink dumps run there)
 	PeakRSS  int     `json:"peak_rss_kib"` // VmHWM
 	HeapPeak uint64  `json:"-"`
 }
@@ -162,8 +165,13 @@ func child(ns string) error {
 	if sum.IsZero() {
 		return errors.New("no digest")
 	}
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return err
+	}
 	res := childResult{ReadMS: ms(t1.Sub(t0)), BuildMS: ms(t2.Sub(t1)), HashMS: ms(t3.Sub(t2)),
-		TotalMS: ms(t3.Sub(t0)), Rules: rs.RuleCount(), PeakRSS: status(os.Getpid(), "VmHWM")}
+		TotalMS: ms(t3.Sub(t0)), Rules: rs.RuleCount(), PeakRSS: status(os.Getpid(), "VmHWM"),
+		UserMS: ms(time.Duration(ru.Utime.Nano())), SysMS: ms(time.Duration(ru.Stime.Nano()))}
 	return json.NewEncoder(os.Stdout).Encode(res)
 }
 
@@ -192,8 +200,14 @@ func measureRead(ns string, rounds int) error {
 	if err != nil {
 		return err
 	}
+	type cpu struct{ user, sys time.Duration }
+	nftCPU := map[string][]cpu{}
 	nftRun := func(args ...string) (time.Duration, error) {
-		cmd := exec.Command("ip", append([]string{"netns", "exec", ns, "nft"}, args...)...)
+		// nsenter joins only the network namespace, as the agent's reader does; `ip netns
+		// exec` would also set up a mount namespace and remount /sys, ~0.3 s on a loaded
+		// machine that is not nft's.
+		cmd := exec.Command("nsenter", append([]string{"--net=" + filepath.Join(nft.NetnsDir, ns),
+			"nft"}, args...)...)
 		var errb bytes.Buffer
 		cmd.Stdout, cmd.Stderr = nil, &errb // output discarded, as a listing to /dev/null
 		t0 := time.Now()
@@ -201,7 +215,11 @@ func measureRead(ns string, rounds int) error {
 		if err != nil {
 			return 0, fmt.Errorf("nft %s: %w: %s", strings.Join(args, " "), err, errb.String())
 		}
-		return time.Since(t0), nil
+		el := time.Since(t0)
+		// nsenter execs nft in place: the process's CPU time is nft's.
+		key := strings.Join(args, " ")
+		nftCPU[key] = append(nftCPU[key], cpu{cmd.ProcessState.UserTime(), cmd.ProcessState.SystemTime()})
+		return el, nil
 	}
 	var agent []childResult
 	refs := map[string][]time.Duration{}
@@ -244,13 +262,21 @@ func measureRead(ns string, rounds int) error {
 		pick(func(r childResult) float64 { return r.HashMS }), agent[0].Rules)
 	fmt.Printf("peak RSS of that process (VmHWM, max of %d): %d KiB\n", rounds,
 		slices.MaxFunc(agent, func(a, b childResult) int { return a.PeakRSS - b.PeakRSS }).PeakRSS)
-	for _, name := range refNames {
-		var xs []float64
+	user := pick(func(r childResult) float64 { return r.UserMS })
+	sys := pick(func(r childResult) float64 { return r.SysMS })
+	fmt.Printf("agent CPU (median): user %.0f ms, kernel %.0f ms\n", user, sys)
+	for i, name := range refNames {
+		var xs, us, ss []float64
 		for _, d := range refs[name] {
 			xs = append(xs, ms(d))
 		}
-		m := med(xs)
-		fmt.Printf("%-22s median %.0f ms  -> agent/nft = %.2f\n", name, m, total/m)
+		for _, c := range nftCPU[strings.Join(refArgs[i], " ")] {
+			us = append(us, ms(c.user))
+			ss = append(ss, ms(c.sys))
+		}
+		m, u, k := med(xs), med(us), med(ss)
+		fmt.Printf("%-22s median %.0f ms  -> agent/nft = %.2f   (CPU user %.0f ms, kernel %.0f ms; "+
+			"agent/nft CPU = %.2f)\n", name, m, total/m, u, k, (user+sys)/(u+k))
 	}
 	return nil
 }
