@@ -93,7 +93,7 @@ func (t *tracker) apply(n nft.Notification) (*ruleset.Ruleset, error) {
 // reportGeneration reports one generation's state as a change event when it differs
 // from what was last reported.
 func (a *Agent) reportGeneration(rs *ruleset.Ruleset, gen uint32, c *event.Committer) error {
-	if rs.Digest().String() == a.last.Digest {
+	if a.digests.of(rs) == a.last.Digest {
 		a.log.Debug("generation without ruleset change", "generation", gen, "comm", commName(c))
 		return nil
 	}
@@ -115,7 +115,7 @@ func (a *Agent) reconcile(tr *tracker, note string, lost bool) error {
 // report, and, when lost is set, also when generations were missed without a net change.
 func (a *Agent) reconciled(rs *ruleset.Ruleset, gen uint32, note string, missed []string,
 	lost bool) error {
-	if rs.Digest().String() == a.last.Digest && (!lost || len(missed) == 0) {
+	if a.digests.of(rs) == a.last.Digest && (!lost || len(missed) == 0) {
 		return nil
 	}
 	return a.report(event.Reconcile, rs, gen, nil, note, missed)
@@ -154,4 +154,23 @@ func undecodedRules(rs *ruleset.Ruleset) (rules, exprs int) {
 		}
 	}
 	return rules, exprs
+}
+
+// digestMemo remembers the digest of the last ruleset it hashed: a generation's state is
+// compared with the last report and then reported, and hashing a big ruleset twice was a
+// good part of the detection latency. Rulesets are not modified once built, so the
+// pointer identifies the state.
+// Successive states share most rules: the cache hashes only rule texts it has not seen
+// in the previous state.
+type digestMemo struct {
+	rs    *ruleset.Ruleset
+	sum   string
+	cache ruleset.DigestCache
+}
+
+func (m *digestMemo) of(rs *ruleset.Ruleset) string {
+	if rs != m.rs || m.sum == "" {
+		m.rs, m.sum = rs, m.cache.Digest(rs).String()
+	}
+	return m.sum
 }

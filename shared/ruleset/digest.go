@@ -6,8 +6,10 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"hash"
+	"io"
 	"slices"
 	"strings"
+	"sync"
 )
 
 // Digest specification, version 1.
@@ -82,7 +84,7 @@ func (h *hasher) u32(n int) {
 
 func (h *hasher) str(s string) {
 	h.u32(len(s))
-	h.h.Write([]byte(s))
+	io.WriteString(h.h, s)
 }
 
 func (h *hasher) strs(ss []string) {
@@ -105,18 +107,33 @@ func (h *hasher) sum() Sum {
 	return s
 }
 
-// RuleDigest hashes one canonical rule text.
+// ruleTag starts the bytes a rule digest is taken over: the tag and its terminator.
+const ruleTag = "fenceline/v1/rule\x00"
+
+// ruleBufs holds buffers for RuleDigest, which runs for every rule of every state the
+// agent reads: one buffer and one SHA-256 call instead of a hasher per rule.
+var ruleBufs = sync.Pool{New: func() any { return new([]byte) }}
+
+// RuleDigest hashes one canonical rule text. The bytes are those a hasher tagged
+// "fenceline/v1/rule" writes for the text (tag, 0, length, text), in one call.
 func RuleDigest(text string) Sum {
-	h := newHasher("fenceline/v1/rule")
-	h.str(text)
-	return h.sum()
+	bp := ruleBufs.Get().(*[]byte)
+	b := append((*bp)[:0], ruleTag...)
+	b = binary.BigEndian.AppendUint32(b, uint32(len(text)))
+	b = append(b, text...)
+	s := Sum(sha256.Sum256(b))
+	*bp = b
+	ruleBufs.Put(bp)
+	return s
 }
 
 // Digest hashes the chain: its declaration and its rules in order.
-func (c *Chain) Digest() Sum {
+func (c *Chain) Digest() Sum { return c.digest(RuleDigest) }
+
+func (c *Chain) digest(ruleDigest func(string) Sum) Sum {
 	rules := make([]Sum, len(c.Rules))
 	for i, r := range c.Rules {
-		rules[i] = RuleDigest(r.Text)
+		rules[i] = ruleDigest(r.Text)
 	}
 	h := newHasher("fenceline/v1/chain")
 	h.str(c.Name)
@@ -169,7 +186,9 @@ func (f *Flowtable) Digest() Sum {
 }
 
 // Digest hashes the table and everything in it.
-func (t *Table) Digest() Sum {
+func (t *Table) Digest() Sum { return t.digest(RuleDigest) }
+
+func (t *Table) digest(ruleDigest func(string) Sum) Sum {
 	chains := slices.Clone(t.Chains)
 	slices.SortFunc(chains, func(a, b *Chain) int { return cmp.Compare(a.Name, b.Name) })
 	sets := slices.Clone(t.Sets)
@@ -186,7 +205,7 @@ func (t *Table) Digest() Sum {
 	h.str(t.Name)
 	h.strs(t.Flags)
 	h.str(t.Comment)
-	h.sums(digests(chains, (*Chain).Digest))
+	h.sums(digests(chains, func(c *Chain) Sum { return c.digest(ruleDigest) }))
 	h.sums(digests(sets, (*Set).Digest))
 	h.sums(digests(objs, (*Object).Digest))
 	h.sums(digests(fts, (*Flowtable).Digest))
@@ -194,13 +213,15 @@ func (t *Table) Digest() Sum {
 }
 
 // Digest hashes the whole ruleset. An empty ruleset has a well-defined digest too.
-func (rs *Ruleset) Digest() Sum {
+func (rs *Ruleset) Digest() Sum { return rs.digest(RuleDigest) }
+
+func (rs *Ruleset) digest(ruleDigest func(string) Sum) Sum {
 	tables := slices.Clone(rs.Tables)
 	slices.SortFunc(tables, func(a, b *Table) int {
 		return cmp.Or(cmp.Compare(a.Family, b.Family), cmp.Compare(a.Name, b.Name))
 	})
 	h := newHasher("fenceline/v1/ruleset")
-	h.sums(digests(tables, (*Table).Digest))
+	h.sums(digests(tables, func(t *Table) Sum { return t.digest(ruleDigest) }))
 	return h.sum()
 }
 
@@ -210,4 +231,30 @@ func digests[T any](items []T, f func(T) Sum) []Sum {
 		out[i] = f(it)
 	}
 	return out
+}
+
+// DigestCache computes Ruleset.Digest for successive states of one ruleset, remembering
+// the digest of every rule text between calls: a state that differs from the previous
+// one in a few rules hashes only those again. Texts not seen in the last call are
+// forgotten. Not safe for concurrent use; the zero value is ready.
+type DigestCache struct {
+	rules map[string]Sum
+}
+
+// Digest returns rs.Digest().
+func (c *DigestCache) Digest(rs *Ruleset) Sum {
+	next := make(map[string]Sum, len(c.rules))
+	sum := rs.digest(func(text string) Sum {
+		s, ok := c.rules[text]
+		if !ok {
+			s, ok = next[text]
+		}
+		if !ok {
+			s = RuleDigest(text)
+		}
+		next[text] = s
+		return s
+	})
+	c.rules = next
+	return sum
 }

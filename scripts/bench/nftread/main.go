@@ -81,6 +81,9 @@ func run() error {
 	case "read":
 		return measureRead(ns, *rounds)
 	case "idle":
+		if err := lab.Build(root, dir); err != nil {
+			return err
+		}
 		return measureIdle(l, root, ns, *idle)
 	}
 	return fmt.Errorf("unknown mode %q", *mode)
