@@ -160,17 +160,14 @@ func undecodedRules(rs *ruleset.Ruleset) (rules, exprs int) {
 // compared with the last report and then reported, and hashing a big ruleset twice was a
 // good part of the detection latency. Rulesets are not modified once built, so the
 // pointer identifies the state.
-// Successive states share most rules: the cache hashes only rule texts it has not seen
-// in the previous state.
 type digestMemo struct {
-	rs    *ruleset.Ruleset
-	sum   string
-	cache ruleset.DigestCache
+	rs  *ruleset.Ruleset
+	sum string
 }
 
 func (m *digestMemo) of(rs *ruleset.Ruleset) string {
 	if rs != m.rs || m.sum == "" {
-		m.rs, m.sum = rs, m.cache.Digest(rs).String()
+		m.rs, m.sum = rs, rs.Digest().String()
 	}
 	return m.sum
 }

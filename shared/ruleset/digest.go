@@ -128,12 +128,10 @@ func RuleDigest(text string) Sum {
 }
 
 // Digest hashes the chain: its declaration and its rules in order.
-func (c *Chain) Digest() Sum { return c.digest(RuleDigest) }
-
-func (c *Chain) digest(ruleDigest func(string) Sum) Sum {
+func (c *Chain) Digest() Sum {
 	rules := make([]Sum, len(c.Rules))
 	for i, r := range c.Rules {
-		rules[i] = ruleDigest(r.Text)
+		rules[i] = RuleDigest(r.Text)
 	}
 	h := newHasher("fenceline/v1/chain")
 	h.str(c.Name)
@@ -186,9 +184,7 @@ func (f *Flowtable) Digest() Sum {
 }
 
 // Digest hashes the table and everything in it.
-func (t *Table) Digest() Sum { return t.digest(RuleDigest) }
-
-func (t *Table) digest(ruleDigest func(string) Sum) Sum {
+func (t *Table) Digest() Sum {
 	chains := slices.Clone(t.Chains)
 	slices.SortFunc(chains, func(a, b *Chain) int { return cmp.Compare(a.Name, b.Name) })
 	sets := slices.Clone(t.Sets)
@@ -205,7 +201,7 @@ func (t *Table) digest(ruleDigest func(string) Sum) Sum {
 	h.str(t.Name)
 	h.strs(t.Flags)
 	h.str(t.Comment)
-	h.sums(digests(chains, func(c *Chain) Sum { return c.digest(ruleDigest) }))
+	h.sums(digests(chains, (*Chain).Digest))
 	h.sums(digests(sets, (*Set).Digest))
 	h.sums(digests(objs, (*Object).Digest))
 	h.sums(digests(fts, (*Flowtable).Digest))
@@ -213,15 +209,13 @@ func (t *Table) digest(ruleDigest func(string) Sum) Sum {
 }
 
 // Digest hashes the whole ruleset. An empty ruleset has a well-defined digest too.
-func (rs *Ruleset) Digest() Sum { return rs.digest(RuleDigest) }
-
-func (rs *Ruleset) digest(ruleDigest func(string) Sum) Sum {
+func (rs *Ruleset) Digest() Sum {
 	tables := slices.Clone(rs.Tables)
 	slices.SortFunc(tables, func(a, b *Table) int {
 		return cmp.Or(cmp.Compare(a.Family, b.Family), cmp.Compare(a.Name, b.Name))
 	})
 	h := newHasher("fenceline/v1/ruleset")
-	h.sums(digests(tables, func(t *Table) Sum { return t.digest(ruleDigest) }))
+	h.sums(digests(tables, (*Table).Digest))
 	return h.sum()
 }
 
@@ -231,30 +225,4 @@ func digests[T any](items []T, f func(T) Sum) []Sum {
 		out[i] = f(it)
 	}
 	return out
-}
-
-// DigestCache computes Ruleset.Digest for successive states of one ruleset, remembering
-// the digest of every rule text between calls: a state that differs from the previous
-// one in a few rules hashes only those again. Texts not seen in the last call are
-// forgotten. Not safe for concurrent use; the zero value is ready.
-type DigestCache struct {
-	rules map[string]Sum
-}
-
-// Digest returns rs.Digest().
-func (c *DigestCache) Digest(rs *Ruleset) Sum {
-	next := make(map[string]Sum, len(c.rules))
-	sum := rs.digest(func(text string) Sum {
-		s, ok := c.rules[text]
-		if !ok {
-			s, ok = next[text]
-		}
-		if !ok {
-			s = RuleDigest(text)
-		}
-		next[text] = s
-		return s
-	})
-	c.rules = next
-	return sum
 }

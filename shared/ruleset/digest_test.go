@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"math/rand/v2"
 	"reflect"
-	"slices"
 	"strings"
 	"testing"
 )
@@ -407,31 +406,4 @@ func FuzzDigest(f *testing.F) {
 			t.Fatalf("digest changed with load order: %s, then %s", got, again)
 		}
 	})
-}
-
-// TestDigestCache: the cache gives Ruleset.Digest for a sequence of states, including
-// ones that add, remove, reorder and repeat rules.
-func TestDigestCache(t *testing.T) {
-	var c DigestCache
-	rs := sampleRuleset()
-	for step := range 6 {
-		if got, want := c.Digest(rs), rs.Digest(); got != want {
-			t.Fatalf("step %d: cached %s, want %s", step, got, want)
-		}
-		next := sampleRuleset()
-		ch := next.Tables[0].Chains[0]
-		switch step {
-		case 0:
-			ch.Rules = append(ch.Rules, &Rule{Text: "tcp dport 9999 drop"})
-		case 1:
-			ch.Rules = ch.Rules[1:]
-		case 2:
-			ch.Rules = append(ch.Rules, ch.Rules[0]) // the same text twice
-		case 3:
-			slices.Reverse(ch.Rules)
-		case 4:
-			next = &Ruleset{}
-		}
-		rs = next
-	}
 }
