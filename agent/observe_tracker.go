@@ -65,7 +65,13 @@ func (t *tracker) read() (*ruleset.Ruleset, uint32, error) {
 // errNeedRead says a notification cannot be applied and the ruleset must be read.
 var errNeedRead = errors.New("generation needs a full read")
 
-// apply derives the state of generation n from the tracked one and n's messages. It
+// apply derives the state of generation n from the tracked one and n's messages.
+//
+// TODO: each generation still walks every message of the dump (BuildCached) and hashes
+// every rule (Digest): about 35 + 14 ms of CPU per generation at 11.7k rules, which puts
+// the detection latency of a kube-proxy-sized ruleset over the 50 ms goal on a loaded
+// machine. Rebuilding and rehashing only the chains and sets a generation touched would
+// make the cost proportional to the change. It
 // returns errNeedRead when that is not possible with certainty (no raw state, messages
 // missing, the generation does not follow the tracked one, an update the dump cannot
 // take); the tracked state is then stale and the caller reads in full.
