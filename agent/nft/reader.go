@@ -27,6 +27,8 @@ type Reader struct {
 	refs   int // users of ns besides the Reader itself: running watches
 	// watchBuf is the receive buffer of notification sockets; 0 means monitorRcvBuf.
 	watchBuf int
+	// consts remembers the elements of constant sets between reads (guarded by mu).
+	consts *constSets
 	// watchHold, when set, keeps the next watches from reading their socket until it is
 	// closed: tests fill the socket's buffer with it to make the kernel drop messages.
 	watchHold <-chan struct{}
@@ -53,7 +55,7 @@ func (r *Reader) SetWatchHold(hold <-chan struct{}) {
 // Open prepares a reader for the named namespace under /var/run/netns, or for the
 // namespace of the calling process when netns is "". It checks that nf_tables answers.
 func Open(netns string) (*Reader, error) {
-	r := &Reader{}
+	r := &Reader{consts: &constSets{}}
 	if netns != "" {
 		if netns != filepath.Base(netns) || netns == "." || netns == ".." {
 			return nil, fmt.Errorf("netns %q: not a namespace name", netns)

@@ -2,6 +2,7 @@ package nft
 
 import (
 	"encoding/binary"
+	"fmt"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -205,4 +206,54 @@ func walkAttrs(t *testing.T, b []byte, path []uint16, f func([]byte)) {
 		}
 		b = b[min((l+3)&^3, len(b)):]
 	}
+}
+
+// TestConstantSetsRemembered: a re-read takes the elements of anonymous sets it already
+// read from memory (they cannot change), and still sees every change: a rule replaced by
+// one with other elements, elements added to a named set, a reload that makes every
+// anonymous set anew. Each read equals a fresh reader's.
+func TestConstantSetsRemembered(t *testing.T) {
+	requireKernel(t)
+	ns := newNS(t)
+	mustNS(t, ns, "nft", `add table inet t
+add set inet t named { type ipv4_addr; }
+add chain inet t c
+add rule inet t c tcp dport { 22, 80 } accept
+add rule inet t c udp dport { 53, 123 } accept
+add rule inet t c ip saddr @named drop`)
+	r, err := Open(ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	check := func(step string, wantHits int) *ruleset.Ruleset {
+		t.Helper()
+		rs, _, err := r.Snapshot()
+		if err != nil {
+			t.Fatal(err)
+		}
+		fresh, _ := snapshot(t, ns)
+		if rs.Digest() != fresh.Digest() {
+			t.Fatalf("%s: remembered read differs from a fresh one:\n%s", step, ruleDiff(fresh, rs))
+		}
+		if r.consts.hits != wantHits {
+			t.Fatalf("%s: %d sets from memory, want %d", step, r.consts.hits, wantHits)
+		}
+		return rs
+	}
+	first := check("first read", 0)
+	check("re-read", 2)
+	rules := first.Table("inet", "t").Chain("c").Rules
+	mustNS(t, ns, "nft", fmt.Sprintf("replace rule inet t c handle %d udp dport { 53, 853 } accept",
+		rules[1].Handle))
+	mustNS(t, ns, "nft", "add element inet t named { 198.18.0.7 }")
+	rs := check("after replace", 1)
+	if got := rs.Table("inet", "t").Chain("c").Rules[1].Text; got != "udp dport { 53, 853 } accept" {
+		t.Fatalf("replaced rule reads %q", got)
+	}
+	mustNS(t, ns, "nft", "flush ruleset")
+	mustNS(t, ns, "nft", `add table inet t
+add chain inet t c
+add rule inet t c tcp dport { 22, 80 } accept`)
+	check("after reload", 0)
 }
