@@ -78,13 +78,14 @@ func (r *Reader) ReadDump() (*nftcanon.Dump, uint32, error) {
 
 // readAll dumps every kind of object over all families on c.
 //
-// TODO: a 100k-rule read is bound by the kernel, not by this code: each part of a rule
-// dump walks the chains from the start (quadratic in the rules ahead of it) and each set
-// element dump finds its set by a linear search of the table's sets (quadratic in the
-// number of sets, and every anonymous set is one). nft pays the same. Remembering the
-// elements of anonymous sets (constant once committed) by table and set handle would
-// spare the backstop re-read most element dumps; parallel sockets did not help on the
-// shared 2-core test machine and were left out (scripts/bench/README.md).
+// TODO: a first read of 100k rules is bound by the kernel, not by this code: each part of
+// a rule dump walks the chains from the start (quadratic in the rules ahead of it) and
+// each set element dump finds its set by a linear search of the table's sets (quadratic
+// in the number of sets, and every anonymous set is one). nft pays the same, so the first
+// read costs about what `nft -s list ruleset` does. Re-reads skip the element dumps of
+// constant sets (constSets); the rule dump remains. Dumping long chains on their own
+// (NFTA_RULE_CHAIN) would cut the walk across chains; parallel sockets did not help on
+// the shared 2-core test machine and were left out.
 //
 // TODO: the whole raw dump is held while the model is built, and the agent keeps it to
 // apply notifications to: a 100k-rule read peaks at ~170 MB RSS (goal 64 MB). Rendering
