@@ -46,6 +46,8 @@ type Agent struct {
 
 	// last is the state most recently appended to the outbox.
 	last *observed
+	// digests remembers the digest of the ruleset last hashed (see digestOf).
+	digests digestMemo
 }
 
 // observed is what the agent last reported; it is kept in the outbox with its event.
@@ -150,7 +152,7 @@ func (a *Agent) observe(ctx context.Context) error {
 		if err := a.report(event.Baseline, rs, gen, nil, "", nil); err != nil {
 			return err
 		}
-	case a.last.Digest != rs.Digest().String():
+	case a.last.Digest != a.digests.of(rs):
 		note := fmt.Sprintf("ruleset changed while the agent was not watching (generation %d to %d)",
 			a.last.Generation, gen)
 		missed := missedGenerations(a.last.Generation, gen)
@@ -268,7 +270,7 @@ func (a *Agent) readFailed(err error) error {
 // generations a reconcile event could not observe one by one.
 func (a *Agent) report(kind event.Kind, rs *ruleset.Ruleset, gen uint32, c *event.Committer,
 	note string, missed []string) error {
-	after := rs.Digest().String()
+	after := a.digests.of(rs)
 	e := &event.Event{
 		V: event.Version, Kind: kind, Tenant: a.id.Tenant, Device: a.id.Device,
 		KeyID: a.signer.KeyID(), Observed: event.FormatTime(a.now()), Source: event.SourceNftables,
@@ -293,6 +295,11 @@ func (a *Agent) report(kind event.Kind, rs *ruleset.Ruleset, gen uint32, c *even
 	a.last = next
 	a.log.Info("ruleset event", "kind", kind, "seq", seq, "generation", gen,
 		"changes", len(e.Changes), "digest", after, "comm", commName(c), "missed", missed)
+	if rules, exprs := undecodedRules(rs); rules > 0 {
+		a.log.Warn("rules hold expressions the agent cannot print as nft does; they are kept "+
+			"in a lossless fallback form and still hashed and diffed exactly",
+			"rules", rules, "expressions", exprs)
+	}
 	return nil
 }
 

@@ -91,6 +91,13 @@ func startObserverWith(t *testing.T, ns string, setup func(*nft.Reader), conf fu
 	if setup != nil {
 		setup(r)
 	}
+	return startObserverSource(t, r, r, conf)
+}
+
+// startObserverSource starts an agent on src, which reads through r (src may wrap r to
+// lose notifications on purpose).
+func startObserverSource(t testing.TB, r *nft.Reader, src Source, conf func(*Config)) *observer {
+	t.Helper()
 	_, key, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
 		t.Fatal(err)
@@ -106,7 +113,7 @@ func startObserverWith(t *testing.T, ns string, setup func(*nft.Reader), conf fu
 		conf(cfg)
 	}
 	id := &identity.Identity{Tenant: "acme", Device: "fw-1", Key: key}
-	a, err := New(cfg, id, r, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	a, err := New(cfg, id, src, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -153,7 +160,7 @@ func (o *observer) restart(t *testing.T, ns string) *observer {
 }
 
 // stateDir is a fresh state directory for an agent.
-func stateDir(t *testing.T) string { return t.TempDir() }
+func stateDir(t testing.TB) string { return t.TempDir() }
 
 // events returns every event in the outbox, oldest first.
 func (o *observer) events(t testing.TB) []*event.Event {

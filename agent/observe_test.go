@@ -101,7 +101,10 @@ func TestObserveOverrun(t *testing.T) {
 	requireKernel(t)
 	ns := newNS(t, "obs-overrun")
 	loadRuleset(t, ns, filterRules)
-	o := startObserver(t, ns, func(r *nft.Reader) { r.SetWatchBuffer(4096) })
+	// The agent's watch reads nothing until the load is done: the kernel must overrun it
+	// (one that keeps up with the load from another core would not overrun).
+	hold := make(chan struct{})
+	o := startObserver(t, ns, func(r *nft.Reader) { r.SetWatchBuffer(4096); r.SetWatchHold(hold) })
 	base := o.waitEvents(t, 1, 5*time.Second)[0]
 	var big strings.Builder
 	big.WriteString("table ip bulk {\n\tchain c {\n")
@@ -110,6 +113,7 @@ func TestObserveOverrun(t *testing.T) {
 	}
 	big.WriteString("\t}\n}\n")
 	loadRuleset(t, ns, big.String())
+	close(hold)
 	e := o.waitEvents(t, 1, 10*time.Second)[0]
 	if e.Kind != event.Reconcile {
 		t.Fatalf("want a reconcile event, got:\n%s", describe([]*event.Event{e}))

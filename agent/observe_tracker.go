@@ -65,7 +65,13 @@ func (t *tracker) read() (*ruleset.Ruleset, uint32, error) {
 // errNeedRead says a notification cannot be applied and the ruleset must be read.
 var errNeedRead = errors.New("generation needs a full read")
 
-// apply derives the state of generation n from the tracked one and n's messages. It
+// apply derives the state of generation n from the tracked one and n's messages.
+//
+// TODO: each generation still walks every message of the dump (BuildCached) and hashes
+// every rule (Digest): about 35 + 14 ms of CPU per generation at 11.7k rules, which puts
+// the detection latency of a kube-proxy-sized ruleset over the 50 ms goal on a loaded
+// machine. Rebuilding and rehashing only the chains and sets a generation touched would
+// make the cost proportional to the change. It
 // returns errNeedRead when that is not possible with certainty (no raw state, messages
 // missing, the generation does not follow the tracked one, an update the dump cannot
 // take); the tracked state is then stale and the caller reads in full.
@@ -93,7 +99,7 @@ func (t *tracker) apply(n nft.Notification) (*ruleset.Ruleset, error) {
 // reportGeneration reports one generation's state as a change event when it differs
 // from what was last reported.
 func (a *Agent) reportGeneration(rs *ruleset.Ruleset, gen uint32, c *event.Committer) error {
-	if rs.Digest().String() == a.last.Digest {
+	if a.digests.of(rs) == a.last.Digest {
 		a.log.Debug("generation without ruleset change", "generation", gen, "comm", commName(c))
 		return nil
 	}
@@ -115,7 +121,7 @@ func (a *Agent) reconcile(tr *tracker, note string, lost bool) error {
 // report, and, when lost is set, also when generations were missed without a net change.
 func (a *Agent) reconciled(rs *ruleset.Ruleset, gen uint32, note string, missed []string,
 	lost bool) error {
-	if rs.Digest().String() == a.last.Digest && (!lost || len(missed) == 0) {
+	if a.digests.of(rs) == a.last.Digest && (!lost || len(missed) == 0) {
 		return nil
 	}
 	return a.report(event.Reconcile, rs, gen, nil, note, missed)
@@ -137,4 +143,37 @@ func missedGenerations(seen, now uint32) []string {
 		return nil
 	}
 	return []string{fmt.Sprintf("%d-%d", seen+1, now)}
+}
+
+// undecodedRules counts the rules of rs that hold expressions kept in the lossless
+// fallback form (the model cannot print them as nft would). Their text still hashes and
+// diffs exactly; the count is logged with every event so that a gap in decoding shows.
+func undecodedRules(rs *ruleset.Ruleset) (rules, exprs int) {
+	for _, t := range rs.Tables {
+		for _, c := range t.Chains {
+			for _, r := range c.Rules {
+				if r.Undecoded > 0 {
+					rules++
+					exprs += r.Undecoded
+				}
+			}
+		}
+	}
+	return rules, exprs
+}
+
+// digestMemo remembers the digest of the last ruleset it hashed: a generation's state is
+// compared with the last report and then reported, and hashing a big ruleset twice was a
+// good part of the detection latency. Rulesets are not modified once built, so the
+// pointer identifies the state.
+type digestMemo struct {
+	rs  *ruleset.Ruleset
+	sum string
+}
+
+func (m *digestMemo) of(rs *ruleset.Ruleset) string {
+	if rs != m.rs || m.sum == "" {
+		m.rs, m.sum = rs, rs.Digest().String()
+	}
+	return m.sum
 }

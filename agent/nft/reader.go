@@ -27,6 +27,11 @@ type Reader struct {
 	refs   int // users of ns besides the Reader itself: running watches
 	// watchBuf is the receive buffer of notification sockets; 0 means monitorRcvBuf.
 	watchBuf int
+	// consts remembers the elements of constant sets between reads (guarded by mu).
+	consts *constSets
+	// watchHold, when set, keeps the next watches from reading their socket until it is
+	// closed: tests fill the socket's buffer with it to make the kernel drop messages.
+	watchHold <-chan struct{}
 }
 
 // SetWatchBuffer sets the receive buffer of the sockets later Watch calls listen on.
@@ -38,10 +43,19 @@ func (r *Reader) SetWatchBuffer(bytes int) {
 	r.watchBuf = bytes
 }
 
+// SetWatchHold makes the sockets of later Watch calls go unread until hold is closed, so
+// that commits meanwhile overrun them as they would a stalled agent. It is for tests that
+// need the kernel to drop notifications without depending on scheduling.
+func (r *Reader) SetWatchHold(hold <-chan struct{}) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.watchHold = hold
+}
+
 // Open prepares a reader for the named namespace under /var/run/netns, or for the
 // namespace of the calling process when netns is "". It checks that nf_tables answers.
 func Open(netns string) (*Reader, error) {
-	r := &Reader{}
+	r := &Reader{consts: &constSets{}}
 	if netns != "" {
 		if netns != filepath.Base(netns) || netns == "." || netns == ".." {
 			return nil, fmt.Errorf("netns %q: not a namespace name", netns)

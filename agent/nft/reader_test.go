@@ -223,11 +223,16 @@ func TestWatchOverrun(t *testing.T) {
 	defer r.Close()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	// The watch reads nothing until the load is done, so the kernel cannot but overrun
+	// its socket (a watch that keeps up with a load on another core would not overrun).
+	hold := make(chan struct{})
+	r.watchHold = hold
 	notes, err := r.watch(ctx, 4096)
 	if err != nil {
 		t.Fatal(err)
 	}
 	mustNS(t, ns, "nft", "-f", filepath.Join(dir, "BIG-gen-flat-3000-mixed.nft"))
+	close(hold)
 	overrun := false
 	deadline := time.After(5 * time.Second)
 	for !overrun {

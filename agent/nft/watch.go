@@ -77,7 +77,7 @@ func (r *Reader) watch(ctx context.Context, buf int) (<-chan Notification, error
 		return nil, err
 	}
 	r.mu.Lock()
-	fd := r.nsfd()
+	fd, hold := r.nsfd(), r.watchHold
 	r.mu.Unlock()
 	c, err := dial(fd, unix.NETLINK_NETFILTER, buf)
 	if err != nil {
@@ -104,6 +104,14 @@ func (r *Reader) watch(ctx context.Context, buf int) (<-chan Notification, error
 		defer r.release()
 		defer c.Close()
 		defer close(stop)
+		if hold != nil {
+			select {
+			case <-hold:
+			case <-ctx.Done():
+				close(in)
+				return
+			}
+		}
 		receive(ctx, c, in)
 	}()
 	go deliver(ctx, in, out)

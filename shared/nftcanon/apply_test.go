@@ -121,9 +121,9 @@ func TestBuildCached(t *testing.T) {
 				t.Fatalf("%s: cached build %d differs", rec.name, i)
 			}
 		}
-		if c.Hits() != len(rec.dump.Rules) {
-			t.Errorf("%s: %d cache hits on the second build, want %d", rec.name, c.Hits(),
-				len(rec.dump.Rules))
+		if c.Hits() != len(rec.dump.Rules) || c.idHits != c.Hits() {
+			t.Errorf("%s: %d cache hits (%d by message identity) on the second build, want %d",
+				rec.name, c.Hits(), c.idHits, len(rec.dump.Rules))
 		}
 	}
 }

@@ -11,22 +11,41 @@ import (
 // not safe for concurrent use; the zero value is not usable, use NewCache.
 type Cache struct {
 	seed    maphash.Seed
-	rules   map[cacheKey]cachedRule
-	next    map[cacheKey]cachedRule
+	rules   map[cacheKey]*cachedRule
+	next    map[cacheKey]*cachedRule
+	byMsg   map[msgID]*cachedRule
+	nextMsg map[msgID]*cachedRule
 	ifnames map[uint32]string
 	hits    int
+	idHits  int // of hits, those found by message identity
 }
 
 type cacheKey struct{ table, rule uint64 }
 
+// msgID identifies a message by its memory: the same bytes as a message seen in the last
+// build. Dump.Apply keeps the messages of rules a generation did not touch, so between
+// two builds of an applied dump almost every rule is found this way, without parsing it.
+// The cache holds the pointer, so the memory cannot be reused for another message while
+// the entry exists; messages are never modified in place.
+type msgID struct {
+	p *byte
+	n int
+}
+
+// cachedRule is held by pointer: a hit moves a pointer from one build's maps to the
+// next's, which for a big ruleset was most of a cached build's time.
 type cachedRule struct {
 	sum uint64 // of the rule's message, guarding against a reused handle
 	out ruleOut
+	// key, fam and th let a message found by identity be checked against the table it
+	// was rendered in: a table deleted and added again has a new handle.
+	key cacheKey
+	fam byte
 }
 
 // NewCache returns an empty cache.
 func NewCache() *Cache {
-	return &Cache{seed: maphash.MakeSeed(), rules: map[cacheKey]cachedRule{}}
+	return &Cache{seed: maphash.MakeSeed(), rules: map[cacheKey]*cachedRule{}}
 }
 
 // Hits reports how many rules the last build took from the cache.
@@ -44,11 +63,13 @@ func (c *Cache) begin(ifnames map[uint32]string) {
 		return
 	}
 	if !maps.Equal(c.ifnames, ifnames) {
-		c.rules = map[cacheKey]cachedRule{}
+		c.rules = map[cacheKey]*cachedRule{}
+		c.byMsg = nil
 		c.ifnames = maps.Clone(ifnames)
 	}
-	c.next = make(map[cacheKey]cachedRule, len(c.rules))
-	c.hits = 0
+	c.next = make(map[cacheKey]*cachedRule, len(c.rules))
+	c.nextMsg = make(map[msgID]*cachedRule, len(c.rules))
+	c.hits, c.idHits = 0, 0
 }
 
 // end keeps the rules the build saw.
@@ -57,6 +78,7 @@ func (c *Cache) end() {
 		return
 	}
 	c.rules, c.next = c.next, nil
+	c.byMsg, c.nextMsg = c.nextMsg, nil
 }
 
 // rule returns the rendered rule m from the cache, or renders it.
@@ -64,6 +86,17 @@ func (c *Cache) rule(m Msg, tables map[tableKey]uint64,
 	render func() (ruleOut, error)) (ruleOut, error) {
 	if c == nil {
 		return render()
+	}
+	var id msgID
+	if len(m) > 0 {
+		id = msgID{&m[0], len(m)}
+		if r, ok := c.byMsg[id]; ok && tables[tableKey{r.fam, r.out.table}] == r.key.table {
+			c.next[r.key] = r
+			c.nextMsg[id] = r
+			c.hits++
+			c.idHits++
+			return r.out, nil
+		}
 	}
 	a, err := msgAttrs(m)
 	if err != nil {
@@ -79,12 +112,19 @@ func (c *Cache) rule(m Msg, tables map[tableKey]uint64,
 	k := cacheKey{th, h}
 	if r, ok := c.rules[k]; ok && r.sum == sum {
 		c.next[k] = r
+		if id.p != nil {
+			c.nextMsg[id] = r
+		}
 		c.hits++
 		return r.out, nil
 	}
 	out, err := render()
 	if err == nil {
-		c.next[k] = cachedRule{sum: sum, out: out}
+		r := &cachedRule{sum: sum, out: out, key: k, fam: m.Family()}
+		c.next[k] = r
+		if id.p != nil {
+			c.nextMsg[id] = r
+		}
 	}
 	return out, err
 }

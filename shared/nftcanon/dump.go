@@ -44,11 +44,34 @@ type SetRef struct {
 	Family byte
 	Table  string
 	Name   string
+	// TableHandle and Handle are the kernel's handles of the table and the set (0 when
+	// the messages lack them); Flags are the set's NFT_SET_* flags.
+	TableHandle, Handle uint64
+	Flags               uint32
+}
+
+// Constant reports whether the set's elements can no longer change: an anonymous set
+// (constant once its transaction committed) without element timeouts. A constant set
+// with the same table and set handles holds the same elements.
+func (s SetRef) Constant() bool {
+	const anonymous, constant, timeout = 0x1, 0x2, 0x10 // NFT_SET_*
+	return s.Flags&(anonymous|constant) == anonymous|constant && s.Flags&timeout == 0 &&
+		s.Handle != 0 && s.TableHandle != 0
 }
 
 // SetRefs lists the sets of the dump's set messages, in order, so that the reader can
-// fetch their elements. Messages that do not parse are skipped; Build reports them.
-func SetRefs(sets []Msg) []SetRef {
+// fetch their elements; tables are the dump's table messages, for the table handles.
+// Messages that do not parse are skipped; Build reports them.
+func SetRefs(tables, sets []Msg) []SetRef {
+	th := map[tableKey]uint64{}
+	for _, m := range tables {
+		if len(m) < 4 {
+			continue
+		}
+		if a, err := parseAttrs(m[4:]); err == nil {
+			th[tableKey{m.Family(), a.str(nftaTableName)}] = a.u64(nftaTableHandle)
+		}
+	}
 	var out []SetRef
 	for _, m := range sets {
 		if len(m) < 4 {
@@ -58,8 +81,10 @@ func SetRefs(sets []Msg) []SetRef {
 		if err != nil {
 			continue
 		}
-		out = append(out, SetRef{Family: m.Family(), Table: a.str(nftaSetTable),
-			Name: a.str(nftaSetName)})
+		table := a.str(nftaSetTable)
+		out = append(out, SetRef{Family: m.Family(), Table: table, Name: a.str(nftaSetName),
+			TableHandle: th[tableKey{m.Family(), table}], Handle: a.u64(nftaSetHandle),
+			Flags: a.u32(nftaSetFlags)})
 	}
 	return out
 }

@@ -19,6 +19,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/fenceline/fenceline/agent/nft"
@@ -48,7 +49,7 @@ func run() error {
 	idle := flag.Duration("idle", 60*time.Second, "idle window (idle mode)")
 	flag.Parse()
 
-	if err := lab.CheckHost("python3"); err != nil {
+	if err := lab.CheckHost("python3", "nsenter"); err != nil {
 		return err
 	}
 	root, err := os.Getwd()
@@ -80,6 +81,9 @@ func run() error {
 	case "read":
 		return measureRead(ns, *rounds)
 	case "idle":
+		if err := lab.Build(root, dir); err != nil {
+			return err
+		}
 		return measureIdle(l, root, ns, *idle)
 	}
 	return fmt.Errorf("unknown mode %q", *mode)
@@ -134,8 +138,12 @@ type childResult struct {
 	HashMS   float64 `json:"hash_ms"`  // ruleset digest
 	TotalMS  float64 `json:"total_ms"`
 	Rules    int     `json:"rules"`
+	UserMS   float64 `json:"user_ms"`      // CPU time of the process, in user space
+	SysMS    float64 `json:"sys_ms"`       // and in the kernel (the netlink dumps run there)
 	PeakRSS  int     `json:"peak_rss_kib"` // VmHWM
 	HeapPeak uint64  `json:"-"`
+	// Again is a second read by the same process (the agent's backstop re-read).
+	Again *childResult `json:"again,omitempty"`
 }
 
 // child reads the namespace once, as the agent does, and prints what it measured.
@@ -145,25 +153,53 @@ func child(ns string) error {
 		return err
 	}
 	defer r.Close()
-	t0 := time.Now()
-	d, _, err := r.ReadDump()
-	if err != nil {
-		return err
+	cache := nftcanon.NewCache() // as the agent's tracker holds one
+	cpu := func() (user, sys float64, err error) {
+		var ru syscall.Rusage
+		if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+			return 0, 0, err
+		}
+		return ms(time.Duration(ru.Utime.Nano())), ms(time.Duration(ru.Stime.Nano())), nil
 	}
-	t1 := time.Now()
-	rs, err := nftcanon.Build(d)
-	if err != nil {
-		return err
+	var res childResult
+	// The first read is the agent's at start; the second, by the same reader and cache,
+	// is its backstop re-read of an unchanged ruleset.
+	for i := range 2 {
+		u0, s0, err := cpu()
+		if err != nil {
+			return err
+		}
+		t0 := time.Now()
+		d, _, err := r.ReadDump()
+		if err != nil {
+			return err
+		}
+		t1 := time.Now()
+		rs, err := nftcanon.BuildCached(d, cache)
+		if err != nil {
+			return err
+		}
+		d = nil
+		t2 := time.Now()
+		sum := rs.Digest()
+		t3 := time.Now()
+		if sum.IsZero() {
+			return errors.New("no digest")
+		}
+		u1, s1, err := cpu()
+		if err != nil {
+			return err
+		}
+		if i == 0 {
+			res = childResult{ReadMS: ms(t1.Sub(t0)), BuildMS: ms(t2.Sub(t1)), HashMS: ms(t3.Sub(t2)),
+				TotalMS: ms(t3.Sub(t0)), Rules: rs.RuleCount(), PeakRSS: status(os.Getpid(), "VmHWM"),
+				UserMS: u1 - u0, SysMS: s1 - s0}
+			continue
+		}
+		res.Again = &childResult{ReadMS: ms(t1.Sub(t0)), BuildMS: ms(t2.Sub(t1)),
+			HashMS: ms(t3.Sub(t2)), TotalMS: ms(t3.Sub(t0)), Rules: rs.RuleCount(),
+			PeakRSS: status(os.Getpid(), "VmHWM"), UserMS: u1 - u0, SysMS: s1 - s0}
 	}
-	d = nil
-	t2 := time.Now()
-	sum := rs.Digest()
-	t3 := time.Now()
-	if sum.IsZero() {
-		return errors.New("no digest")
-	}
-	res := childResult{ReadMS: ms(t1.Sub(t0)), BuildMS: ms(t2.Sub(t1)), HashMS: ms(t3.Sub(t2)),
-		TotalMS: ms(t3.Sub(t0)), Rules: rs.RuleCount(), PeakRSS: status(os.Getpid(), "VmHWM")}
 	return json.NewEncoder(os.Stdout).Encode(res)
 }
 
@@ -192,8 +228,14 @@ func measureRead(ns string, rounds int) error {
 	if err != nil {
 		return err
 	}
+	type cpu struct{ user, sys time.Duration }
+	nftCPU := map[string][]cpu{}
 	nftRun := func(args ...string) (time.Duration, error) {
-		cmd := exec.Command("ip", append([]string{"netns", "exec", ns, "nft"}, args...)...)
+		// nsenter joins only the network namespace, as the agent's reader does; `ip netns
+		// exec` would also set up a mount namespace and remount /sys, ~0.3 s on a loaded
+		// machine that is not nft's.
+		cmd := exec.Command("nsenter", append([]string{"--net=" + filepath.Join(nft.NetnsDir, ns),
+			"nft"}, args...)...)
 		var errb bytes.Buffer
 		cmd.Stdout, cmd.Stderr = nil, &errb // output discarded, as a listing to /dev/null
 		t0 := time.Now()
@@ -201,7 +243,11 @@ func measureRead(ns string, rounds int) error {
 		if err != nil {
 			return 0, fmt.Errorf("nft %s: %w: %s", strings.Join(args, " "), err, errb.String())
 		}
-		return time.Since(t0), nil
+		el := time.Since(t0)
+		// nsenter execs nft in place: the process's CPU time is nft's.
+		key := strings.Join(args, " ")
+		nftCPU[key] = append(nftCPU[key], cpu{cmd.ProcessState.UserTime(), cmd.ProcessState.SystemTime()})
+		return el, nil
 	}
 	var agent []childResult
 	refs := map[string][]time.Duration{}
@@ -244,13 +290,39 @@ func measureRead(ns string, rounds int) error {
 		pick(func(r childResult) float64 { return r.HashMS }), agent[0].Rules)
 	fmt.Printf("peak RSS of that process (VmHWM, max of %d): %d KiB\n", rounds,
 		slices.MaxFunc(agent, func(a, b childResult) int { return a.PeakRSS - b.PeakRSS }).PeakRSS)
-	for _, name := range refNames {
-		var xs []float64
+	user := pick(func(r childResult) float64 { return r.UserMS })
+	sys := pick(func(r childResult) float64 { return r.SysMS })
+	fmt.Printf("agent CPU (median): user %.0f ms, kernel %.0f ms\n", user, sys)
+	again := func(f func(childResult) float64) float64 {
+		return pick(func(r childResult) float64 { return f(*r.Again) })
+	}
+	fmt.Printf("agent re-read by the same process (backstop; constant sets and rendered rules "+
+		"remembered): %.0f ms (netlink dump %.0f ms, canonical model %.0f ms, digest %.0f ms), "+
+		"CPU user %.0f ms, kernel %.0f ms; peak RSS after both reads %d KiB\n",
+		again(func(r childResult) float64 { return r.TotalMS }),
+		again(func(r childResult) float64 { return r.ReadMS }),
+		again(func(r childResult) float64 { return r.BuildMS }),
+		again(func(r childResult) float64 { return r.HashMS }),
+		again(func(r childResult) float64 { return r.UserMS }),
+		again(func(r childResult) float64 { return r.SysMS }),
+		slices.MaxFunc(agent, func(a, b childResult) int {
+			return a.Again.PeakRSS - b.Again.PeakRSS
+		}).Again.PeakRSS)
+	for i, name := range refNames {
+		var xs, us, ss []float64
 		for _, d := range refs[name] {
 			xs = append(xs, ms(d))
 		}
-		m := med(xs)
-		fmt.Printf("%-22s median %.0f ms  -> agent/nft = %.2f\n", name, m, total/m)
+		for _, c := range nftCPU[strings.Join(refArgs[i], " ")] {
+			us = append(us, ms(c.user))
+			ss = append(ss, ms(c.sys))
+		}
+		m, u, k := med(xs), med(us), med(ss)
+		fmt.Printf("%-22s median %.0f ms  -> agent/nft = %.2f, re-read/nft = %.2f   (CPU user %.0f "+
+			"ms, kernel %.0f ms; agent/nft CPU = %.2f, re-read/nft CPU = %.2f)\n", name, m, total/m,
+			again(func(r childResult) float64 { return r.TotalMS })/m, u, k, (user+sys)/(u+k),
+			(again(func(r childResult) float64 { return r.UserMS })+
+				again(func(r childResult) float64 { return r.SysMS }))/(u+k))
 	}
 	return nil
 }
