@@ -90,13 +90,15 @@ type engine struct {
 //     yet seen on the device, with the same action, place and canonical text (and
 //     position, when the plan names one);
 //  2. the rollback, inside the window, of a change a CR made on the device;
-//  3. the undoing of an open unauthorized change, which resolves that deviation;
+//  3. the undoing of an open unauthorized change (a rule or element put back or taken
+//     away exactly; a table, chain or set created again by name is not), which resolves
+//     that deviation;
 //  4. a rule moved within its chain (removed and added again in one event), raised once
 //     as unauthorized;
-//  5. differs_from_spec, when a CR in its window planned a similar change in the same
+//  5. out_of_window or unapproved, when a CR plans exactly this change but is outside its
+//     window or not approved (an exact plan names the CR better than a similar one);
+//  6. differs_from_spec, when a CR in its window planned a similar change in the same
 //     place that has not landed;
-//  6. out_of_window or unapproved, when a CR plans exactly this change but is outside its
-//     window or not approved;
 //  7. unauthorized otherwise.
 //
 // CRs that become complete are implemented. in is not modified.
@@ -114,7 +116,7 @@ func Evaluate(o Observation, in Input) Result {
 		}
 	}
 	e.moves()
-	for _, step := range []func(int){e.differs, e.misfit} {
+	for _, step := range []func(int){e.misfit, e.differs} {
 		for i := range o.Changes {
 			if !e.done[i] {
 				step(i)
@@ -242,6 +244,12 @@ func (e *engine) rollback(k int) {
 // deviation: the rollback was observed.
 func (e *engine) undo(k int) {
 	ch := e.o.Changes[k]
+	switch ch.Kind {
+	case ruleset.TableAdded, ruleset.ChainAdded, ruleset.SetAdded:
+		// A table, chain or set created again under the name of one that was removed
+		// does not show that it holds what was removed: it is judged on its own.
+		return
+	}
 	undo, ok := inverse(ch)
 	if !ok {
 		return

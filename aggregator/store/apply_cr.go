@@ -327,6 +327,13 @@ func applyCRAction(tx *bolt.Tx, c *crActionCmd) (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	// With members in the policy, only members act on CRs (submitting is the requester's
+	// own step and open to anyone who may call the API); who holds which role matters
+	// for approvals (approverRole).
+	if c.Action != CRSubmit && len(pol.Members) > 0 && pol.Member(by) == nil {
+		return nil, fmt.Errorf("%w: %s is not a member of tenant %s's policy", ErrForbidden, by,
+			pol.Tenant)
+	}
 	wrong := func(want ...model.CRState) error {
 		var ws []string
 		for _, w := range want {
@@ -360,6 +367,9 @@ func applyCRAction(tx *bolt.Tx, c *crActionCmd) (any, error) {
 	case CRCancel:
 		if cr.State != model.CRDraft && cr.State != model.CRSubmitted && cr.State != model.CRApproved {
 			return nil, wrong(model.CRDraft, model.CRSubmitted, model.CRApproved)
+		}
+		if strings.TrimSpace(c.Why) == "" {
+			return nil, fmt.Errorf("%w: a cancellation needs a reason (why)", ErrInvalid)
 		}
 		cr.SetState(model.CRCancelled, by, c.Why, c.At)
 	case CRReview:

@@ -13,6 +13,7 @@ import (
 	"github.com/fenceline/fenceline/aggregator/deviation"
 	"github.com/fenceline/fenceline/aggregator/model"
 	"github.com/fenceline/fenceline/shared/event"
+	"github.com/fenceline/fenceline/shared/ruleset"
 )
 
 // deviationNumber is the number in a deviation id "DEV-000042".
@@ -165,6 +166,14 @@ func applyDeviationAction(tx *bolt.Tx, c *deviationActionCmd) (any, error) {
 	if by == "" {
 		return nil, fmt.Errorf("%w: who (by) is required", ErrInvalid)
 	}
+	pol, err := loadPolicy(tx, c.Tenant)
+	if err != nil {
+		return nil, err
+	}
+	if len(pol.Members) > 0 && pol.Member(by) == nil {
+		return nil, fmt.Errorf("%w: %s is not a member of tenant %s's policy", ErrForbidden, by,
+			pol.Tenant)
+	}
 	switch c.Action {
 	case DeviationAcknowledge:
 		if d.State != model.DeviationOpen {
@@ -195,6 +204,9 @@ func applyDeviationAction(tx *bolt.Tx, c *deviationActionCmd) (any, error) {
 				return nil, fmt.Errorf("%w: retroactive CR %s is %s; it must be approved", ErrInvalid,
 					cr.ID, cr.State)
 			}
+			if err := retroactiveCovers(tx, cr, d); err != nil {
+				return nil, err
+			}
 			d.ResolvedBy = cr.ID
 			if err := creditRules(tx, d, cr.ID); err != nil {
 				return nil, err
@@ -210,6 +222,30 @@ func applyDeviationAction(tx *bolt.Tx, c *deviationActionCmd) (any, error) {
 		return nil, err
 	}
 	return d, nil
+}
+
+// retroactiveCovers checks that cr, filed after the fact, authorizes what d is about:
+// it targets d's device and plans exactly d's change.
+func retroactiveCovers(tx *bolt.Tx, cr *model.CR, d *model.Deviation) error {
+	var dev model.Device
+	ok, err := getJSON(tx.Bucket(bucketDevices), deviceKey(d.Tenant, d.Device), &dev)
+	if err != nil {
+		return err
+	}
+	if !ok || !cr.TargetsDevice(&dev) {
+		return fmt.Errorf("%w: retroactive CR %s does not target device %s", ErrInvalid, cr.ID,
+			d.Device)
+	}
+	ch := ruleset.Change{Kind: d.Change, Family: d.Family, Table: d.Table, Chain: d.Chain,
+		Position: d.Position, Rule: d.Rule, Set: d.Set, Element: d.Element, Before: d.Before,
+		After: d.After}
+	for _, p := range cr.Changes {
+		if deviation.Covers(p, ch) {
+			return nil
+		}
+	}
+	return fmt.Errorf("%w: retroactive CR %s plans no change that covers %s (%s)", ErrInvalid,
+		cr.ID, d.ID, d.What())
 }
 
 func applySetPolicy(tx *bolt.Tx, c *setPolicyCmd) (any, error) {

@@ -657,6 +657,108 @@ func TestChangeManagementScenarios(t *testing.T) {
 				origin(t, w, "fw1", "tcp dport 23 accept", model.SourceUnauthorized, ids[0])
 			},
 		},
+		{
+			name: "table deleted and created again wide open stays raised",
+			run: func(w *cmWorld) {
+				fw := w.device("fw1", cmFiled)
+				w.nft(fw, cmT, "delete table inet filter")
+				w.nft(fw, cmT.Add(time.Minute), "add table inet filter\n"+
+					"add chain inet filter input { type filter hook input priority filter; policy accept; }\n"+
+					"add rule inet filter input tcp dport 0-65535 accept")
+			},
+			want: []string{"unauthorized", "unauthorized"},
+			check: func(t *testing.T, w *cmWorld) {
+				for _, d := range w.deviations() {
+					if d.State == model.DeviationResolved {
+						t.Errorf("deviation %s (%s) resolved by a table created again: %+v", d.ID,
+							d.Change, d)
+					}
+				}
+			},
+		},
+		{
+			name: "an exact plan out of its window names its CR, not a similar plan in the window",
+			run: func(w *cmWorld) {
+				fw := w.device("fw1", cmFiled)
+				a := w.approved(cmFiled, win(model.CR{Device: "fw1",
+					Changes: []model.PlannedChange{planAdd(input, "udp dport 123 accept")}}))
+				b := w.approved(cmFiled, model.CR{Device: "fw1",
+					WindowStart: cmT.Add(30 * time.Minute), WindowEnd: cmT.Add(time.Hour),
+					Changes: []model.PlannedChange{planAdd(input, "tcp dport 993 accept")}})
+				ids = []string{a.ID, b.ID}
+				w.nft(fw, cmT.Add(time.Minute), "add rule inet filter input tcp dport 993 accept")
+			},
+			want: []string{"out_of_window"},
+			check: func(t *testing.T, w *cmWorld) {
+				if d := w.deviations()[0]; d.CR != ids[1] {
+					t.Errorf("out_of_window names %q, want %s", d.CR, ids[1])
+				}
+			},
+		},
+		{
+			name: "a retroactive CR must plan the change it resolves, on that device",
+			run: func(w *cmWorld) {
+				fw := w.device("fw1", cmFiled)
+				w.device("fw2", cmFiled)
+				w.nft(fw, cmT, "add rule inet filter input tcp dport 6100 accept")
+				other := w.approved(cmT.Add(time.Minute), model.CR{Device: "fw2",
+					WindowStart: cmT.Add(-time.Hour), WindowEnd: cmT.Add(time.Hour),
+					Changes: []model.PlannedChange{planAdd(input, "tcp dport 6100 accept")}})
+				wrong := w.approved(cmT.Add(time.Minute), model.CR{Device: "fw1",
+					WindowStart: cmT.Add(-time.Hour), WindowEnd: cmT.Add(time.Hour),
+					Changes: []model.PlannedChange{planAdd(input, "tcp dport 6200 accept")}})
+				dev := w.deviations()[0]
+				for _, c := range []*model.CR{other, wrong} {
+					_, err := w.s.DeviationAction(w.ctx, store.DeviationActionRequest{Tenant: w.tenant,
+						ID: dev.ID, Action: store.DeviationResolve, By: "bob", Why: "after the fact",
+						Resolution: model.ResolvedRetroactiveCR, CR: c.ID}, cmT.Add(2*time.Minute))
+					if err == nil {
+						t.Errorf("resolved %s with %s, which does not plan it on fw1", dev.ID, c.ID)
+					}
+				}
+			},
+			want: []string{"unauthorized"},
+			check: func(t *testing.T, w *cmWorld) {
+				if d := w.deviations()[0]; d.State != model.DeviationOpen {
+					t.Errorf("deviation %+v", d)
+				}
+				origin(t, w, "fw1", "tcp dport 6100 accept", model.SourceUnauthorized, "")
+			},
+		},
+		{
+			name: "with members in the policy, outsiders neither reject, cancel nor resolve",
+			run: func(w *cmWorld) {
+				w.policy(func(p *model.Policy) {
+					p.Members = []model.Member{{Name: "alice", Roles: []string{"engineer"}},
+						{Name: "bob", Roles: []string{"cab"}}}
+				})
+				fw := w.device("fw1", cmFiled)
+				c := w.mustCR(cmFiled, win(model.CR{Device: "fw1", Requester: "alice",
+					Changes: []model.PlannedChange{planAdd(input, "tcp dport 443 accept")}}))
+				ids = []string{c.ID}
+				for _, action := range []string{store.CRReject, store.CRCancel} {
+					_, err := w.s.CRAction(w.ctx, store.CRActionRequest{Tenant: w.tenant, ID: c.ID,
+						Action: action, By: "mallory", Why: "because"}, cmFiled)
+					if !errors.Is(err, store.ErrForbidden) {
+						t.Errorf("%s by an outsider: %v, want forbidden", action, err)
+					}
+				}
+				w.nft(fw, cmT.Add(-30*time.Minute), "add rule inet filter input tcp dport 23 accept")
+				dev := w.deviations()[0]
+				_, err := w.s.DeviationAction(w.ctx, store.DeviationActionRequest{Tenant: w.tenant,
+					ID: dev.ID, Action: store.DeviationResolve, By: "mallory", Why: "fine",
+					Resolution: model.ResolvedAcceptedRisk}, cmT)
+				if !errors.Is(err, store.ErrForbidden) {
+					t.Errorf("resolve by an outsider: %v, want forbidden", err)
+				}
+			},
+			want: []string{"unauthorized"},
+			check: func(t *testing.T, w *cmWorld) {
+				if c := w.getCR(ids[0]); c.State == model.CRRejected || c.State == model.CRCancelled {
+					t.Errorf("CR %s is %s", c.ID, c.State)
+				}
+			},
+		},
 	}
 	if len(cases) < 25 {
 		t.Fatalf("%d scenarios, want at least 25", len(cases))
