@@ -131,6 +131,8 @@ func TestRuleErrors(t *testing.T) {
 		{"ip saddr 1.2.3.4 udp dport 53 tcp dport 22", ErrType, 31, "conflicting protocols"},
 		{"tcp dport 22 accept; udp dport 53 accept", ErrSyntax, 20, "one rule"},
 		{"log level loud", ErrSyntax, 11, "log level"},
+		{"tcp dport 443 accept\ntcp dport 80 drop", ErrSyntax, 1, "terminal statement"},
+		{"tcp dport 443 drop counter", ErrSyntax, 20, "terminal statement"},
 	}
 	for _, c := range cases {
 		_, err := Rule(Context{Family: "ip"}, c.in)

@@ -118,13 +118,31 @@ func (p *parser) rule() ([]stmt, string, bool, error) {
 			comment, hasComment = t.text, true
 			continue
 		}
+		start := p.peek()
 		s, err := p.stmt()
 		if err != nil {
 			return nil, "", false, err
 		}
+		if n := len(out); n > 0 && terminal(out[n-1]) {
+			// nft refuses this too: "Statement after terminal statement has no effect".
+			return nil, "", false, p.errAt(start, ErrSyntax,
+				"statement after a terminal statement (a verdict or reject) has no effect")
+		}
 		out = append(out, s)
 	}
 	return out, comment, hasComment, nil
+}
+
+// terminal reports whether s ends the rule's evaluation: a verdict other than continue,
+// or reject.
+func terminal(s stmt) bool {
+	switch v := s.(type) {
+	case *sVerdict:
+		return v.v.code != verdictContinue
+	case *sReject:
+		return true
+	}
+	return false
 }
 
 var verdictCodes = map[string]int32{"accept": verdictAccept, "drop": verdictDrop,
