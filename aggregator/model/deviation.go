@@ -77,6 +77,9 @@ const (
 	ResolvedAcceptedRisk = "accepted_risk"
 	// ResolvedRecovered: the condition ended by itself (a silent agent reported again).
 	ResolvedRecovered = "recovered"
+	// ResolvedReviewed: the overdue post-implementation review of an emergency CR was
+	// recorded (late; the deviation shows when it fell due).
+	ResolvedReviewed = "reviewed_late"
 )
 
 // Resolutions lists the resolutions a person may give.

@@ -9,6 +9,7 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/fenceline/fenceline/aggregator/deviation"
 	"github.com/fenceline/fenceline/aggregator/model"
 	"github.com/fenceline/fenceline/shared/event"
 )
@@ -386,6 +387,9 @@ func applyCRAction(tx *bolt.Tx, c *crActionCmd) (any, error) {
 				ErrSelfApproval)
 		}
 		cr.Review = &model.Review{By: by, Note: c.Why, At: c.At}
+		if err := resolveOverdueReview(tx, cr, by, c.At); err != nil {
+			return nil, err
+		}
 		cr.History = append(cr.History, model.Transition{From: cr.State, To: cr.State, By: by,
 			Why: "post-implementation review: " + c.Why, At: c.At})
 		cr.UpdatedAt = c.At
@@ -406,6 +410,31 @@ func applyCRAction(tx *bolt.Tx, c *crActionCmd) (any, error) {
 		return nil, err
 	}
 	return cr, nil
+}
+
+// resolveOverdueReview resolves the emergency_review_due deviation of cr, if one is
+// open, now that its review is recorded.
+func resolveOverdueReview(tx *bolt.Tx, cr *model.CR, by string, at time.Time) error {
+	for _, dev := range cr.Devices {
+		prefix := deviation.KindPrefix(model.EmergencyReviewDue)
+		open, err := openDeviations(tx, cr.Tenant, dev, func(key string) bool {
+			return strings.HasPrefix(key, prefix)
+		})
+		if err != nil {
+			return err
+		}
+		for _, d := range open {
+			if d.CR != cr.ID || d.State == model.DeviationResolved {
+				continue
+			}
+			d.SetState(model.DeviationResolved, by, "post-implementation review recorded after "+
+				"it fell due", model.ResolvedReviewed, at)
+			if err := putDeviation(tx, d, false); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // approve records one approval and approves the CR once it has the approvals the

@@ -270,6 +270,9 @@ func (s *Store) CRAction(ctx context.Context, r CRActionRequest, now time.Time) 
 	return v.(*model.CR), nil
 }
 
+// MinSilenceAfter is the shortest silence limit a policy may set.
+const MinSilenceAfter = time.Minute
+
 // SetPolicy replaces a tenant's policy. The time zone is checked against the tz database
 // here, on the proposer.
 func (s *Store) SetPolicy(ctx context.Context, p *model.Policy, by string, now time.Time) (*model.Policy, error) {
@@ -279,6 +282,12 @@ func (s *Store) SetPolicy(ctx context.Context, p *model.Policy, by string, now t
 	}
 	if err := p.Validate(); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	// Checked here, not in Validate: the state machine keeps accepting what it accepted.
+	if d := p.SilenceDuration(); d < MinSilenceAfter {
+		return nil, fmt.Errorf("%w: silence_after %s: want at least %s, and more than twice the "+
+			"agents' heartbeat_interval (30s by default), or healthy agents count as silent",
+			ErrInvalid, p.SilenceAfter, MinSilenceAfter)
 	}
 	v, err := s.apply(ctx, cmdSetPolicy, &setPolicyCmd{Policy: *p, By: by, At: now.UTC()})
 	if err != nil {

@@ -363,3 +363,22 @@ func snapshotOf(t *testing.T, s *store.Store) counts {
 	st, _ := s.Stats()
 	return counts{events: len(evs), deviations: len(devs), crs: len(crs), accepted: st.EventsAccepted}
 }
+
+// TestPolicySilenceFloor: a silence limit shorter than heartbeats can keep is refused, so
+// a policy cannot make healthy agents silent.
+func TestPolicySilenceFloor(t *testing.T) {
+	s := teststore.NewStore(t)
+	ctx := context.Background()
+	p, err := s.Policy("acme")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.SilenceAfter = "1ms"
+	if _, err := s.SetPolicy(ctx, p, "admin", time.Now()); !errors.Is(err, store.ErrInvalid) {
+		t.Fatalf("silence_after 1ms: %v, want invalid", err)
+	}
+	p.SilenceAfter = "5m"
+	if _, err := s.SetPolicy(ctx, p, "admin", time.Now()); err != nil {
+		t.Fatalf("silence_after 5m: %v", err)
+	}
+}

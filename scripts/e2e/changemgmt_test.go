@@ -183,6 +183,29 @@ func TestChangeManagementScenarios(t *testing.T) {
 			},
 		},
 		{
+			name: "emergency change reviewed late resolves its overdue review",
+			run: func(w *cmWorld) {
+				w.policy(func(p *model.Policy) { p.EmergencyReview = "24h" })
+				fw := w.device("fw1", cmFiled)
+				c := w.approved(cmFiled, win(model.CR{Device: "fw1", Type: model.CREmergency,
+					Changes: []model.PlannedChange{planAdd(input, "ip saddr 192.0.2.98 drop")}}))
+				ids = []string{c.ID}
+				w.nft(fw, cmT.Add(time.Minute), "add rule inet filter input ip saddr 192.0.2.98 drop")
+				w.tick(cmT.Add(3 * time.Hour))
+				w.tick(cmT.Add(25 * time.Hour))
+				_, err := w.s.CRAction(w.ctx, store.CRActionRequest{Tenant: w.tenant, ID: c.ID,
+					Action: store.CRReview, By: "carol", Why: "reviewed at the CAB"}, cmT.Add(26*time.Hour))
+				check(t, err)
+			},
+			want: []string{"emergency_review_due"},
+			check: func(t *testing.T, w *cmWorld) {
+				d := w.deviations()[0]
+				if d.State != model.DeviationResolved || d.Resolution != model.ResolvedReviewed {
+					t.Errorf("overdue review deviation after the review: %+v", d)
+				}
+			},
+		},
+		{
 			name: "emergency change reviewed in time",
 			run: func(w *cmWorld) {
 				w.policy(func(p *model.Policy) { p.EmergencyReview = "24h" })
