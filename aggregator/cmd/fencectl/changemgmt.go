@@ -1,7 +1,9 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/url"
 	"os"
@@ -108,7 +110,7 @@ func (a *app) crCreateCmd() *cobra.Command {
 				if err != nil {
 					return err
 				}
-				if err := json.Unmarshal(b, &body); err != nil {
+				if err := decodeStrict(b, &body); err != nil {
 					return fmt.Errorf("%s: %w", file, err)
 				}
 			}
@@ -581,7 +583,7 @@ func (a *app) policyCmd() *cobra.Command {
 				return err
 			}
 			var req api.PolicyRequest
-			if err := json.Unmarshal(b, &req); err != nil {
+			if err := decodeStrict(b, &req); err != nil {
 				return fmt.Errorf("%s: %w", file, err)
 			}
 			req.By = by
@@ -666,4 +668,18 @@ func (a *app) rulesCmd() *cobra.Command {
 	cmd.Flags().StringVar(&device, "device", "", "device name (required)")
 	cmd.MarkFlagRequired("device")
 	return cmd
+}
+
+// decodeStrict decodes a JSON file given to a command, refusing fields the API does not
+// know (a misspelt field would otherwise vanish without a word) and trailing data.
+func decodeStrict(b []byte, v any) error {
+	d := json.NewDecoder(bytes.NewReader(b))
+	d.DisallowUnknownFields()
+	if err := d.Decode(v); err != nil {
+		return err
+	}
+	if d.More() {
+		return errors.New("trailing data after the JSON value")
+	}
+	return nil
 }

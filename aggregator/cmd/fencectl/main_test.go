@@ -189,3 +189,19 @@ func TestFencectl(t *testing.T) {
 }
 
 func first(b []byte, _ string) []byte { return b }
+
+// TestDecodeStrict: a misspelt field in a policy or CR file is an error, not dropped.
+func TestDecodeStrict(t *testing.T) {
+	var req api.PolicyRequest
+	err := decodeStrict([]byte(`{"time_zone":"UTC","templates":[{"name":"bl","where":"x"}]}`), &req)
+	if err == nil || !strings.Contains(err.Error(), `"where"`) {
+		t.Fatalf("unknown field: %v", err)
+	}
+	if err := decodeStrict([]byte(`{"time_zone":"UTC"} {}`), &req); err == nil {
+		t.Fatal("trailing data accepted")
+	}
+	if err := decodeStrict([]byte(`{"time_zone":"UTC","silence_after":"5m"}`), &req); err != nil ||
+		req.SilenceAfter != "5m" {
+		t.Fatalf("good file: %v %+v", err, req)
+	}
+}
