@@ -83,9 +83,9 @@ func (r *Reader) ReadDump() (*nftcanon.Dump, uint32, error) {
 // each set element dump finds its set by a linear search of the table's sets (quadratic
 // in the number of sets, and every anonymous set is one). nft pays the same, so the first
 // read costs about what `nft -s list ruleset` does. Re-reads skip the element dumps of
-// constant sets (constSets); the rule dump remains. Dumping long chains on their own
-// (NFTA_RULE_CHAIN) would cut the walk across chains; parallel sockets did not help on
-// the shared 2-core test machine and were left out.
+// constant sets (constSets); rules are dumped chain by chain (readRules), which leaves
+// the walk within one long chain. Parallel sockets did not help on the shared 2-core
+// test machine and were left out.
 //
 // TODO: the whole raw dump is held while the model is built, and the agent keeps it to
 // apply notifications to: a 100k-rule read peaks at ~170 MB RSS (goal 64 MB). Rendering
