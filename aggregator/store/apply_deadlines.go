@@ -117,7 +117,12 @@ func silenceChecks(d *Deadlines) error {
 			}
 			policies[dev.Tenant] = p
 		}
+		// A device heard last before this leader took office gets a full silence period
+		// from then: the aggregator was away (restarted, or failing over), not the device.
 		due := dev.LastSeen.Add(p.SilenceDuration())
+		if last := d.LeaderSince; !last.IsZero() && dev.LastSeen.Before(last) {
+			due = last.Add(p.SilenceDuration())
+		}
 		if !due.After(d.Now) {
 			found = append(found, silent{bytes.Clone(k), dev, due, p.SilenceDuration()})
 		}

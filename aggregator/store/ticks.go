@@ -29,6 +29,10 @@ const cmdTick = "tick"
 type tickCmd struct {
 	At     time.Time `json:"at"`
 	Leader string    `json:"leader"`
+	// Since is when the proposing leader took office (zero: unknown). Devices whose
+	// silence began before it get a full silence period from it: while no node was
+	// leading, nobody listened to them.
+	Since time.Time `json:"since,omitzero"`
 }
 
 var (
@@ -58,8 +62,10 @@ type Deadlines struct {
 	Tx *bolt.Tx
 	// Now is the tick's time: the leader's clock when it proposed the tick, never before
 	// an earlier tick's.
-	Now   time.Time
-	fired []string
+	Now time.Time
+	// LeaderSince is when the proposing leader took office, or zero.
+	LeaderSince time.Time
+	fired       []string
 }
 
 // Fire reports whether the deadline named key, due at due, fires now: it is due
@@ -107,7 +113,7 @@ func applyTick(tx *bolt.Tx, c *tickCmd) (any, error) {
 	if err := meta.Put(keyLastTick, u64(uint64(at.UnixNano()))); err != nil {
 		return nil, err
 	}
-	d := &Deadlines{Tx: tx, Now: at}
+	d := &Deadlines{Tx: tx, Now: at, LeaderSince: c.Since.UTC()}
 	for _, dc := range deadlineChecks {
 		if err := dc.Check(d); err != nil {
 			return nil, fmt.Errorf("deadline check %s: %w", dc.Name, err)
@@ -119,7 +125,13 @@ func applyTick(tx *bolt.Tx, c *tickCmd) (any, error) {
 // Tick proposes a tick at now and returns what it fired. Only the leader's ticks are
 // accepted.
 func (s *Store) Tick(ctx context.Context, now time.Time) (*TickResult, error) {
-	v, err := s.apply(ctx, cmdTick, &tickCmd{At: now.UTC(), Leader: s.cfg.NodeID})
+	return s.TickSince(ctx, now, time.Time{})
+}
+
+// TickSince proposes a tick at now from a leader that took office at since (see
+// tickCmd.Since).
+func (s *Store) TickSince(ctx context.Context, now, since time.Time) (*TickResult, error) {
+	v, err := s.apply(ctx, cmdTick, &tickCmd{At: now.UTC(), Leader: s.cfg.NodeID, Since: since.UTC()})
 	if err != nil {
 		return nil, err
 	}
@@ -146,6 +158,7 @@ func (s *Store) RunLeaderDuties(ctx context.Context, interval time.Duration) {
 		interval = time.Second
 	}
 	s.RunWhileLeader(ctx, "leader_duties", func(ctx context.Context) {
+		since := time.Now()
 		if err := s.registerSelf(ctx, time.Now()); err != nil && ctx.Err() == nil {
 			s.log.Warn("could not record this node in the node table", "err", err)
 		}
@@ -157,7 +170,7 @@ func (s *Store) RunLeaderDuties(ctx context.Context, interval time.Duration) {
 				return
 			case <-t.C:
 			}
-			res, err := s.Tick(ctx, time.Now())
+			res, err := s.TickSince(ctx, time.Now(), since)
 			switch {
 			case err != nil && (ctx.Err() != nil || errors.Is(err, ErrClosed)):
 				return

@@ -608,6 +608,23 @@ func TestChangeManagementScenarios(t *testing.T) {
 			},
 		},
 		{
+			name: "a device heard before the aggregator's outage gets a full silence period after it",
+			run: func(w *cmWorld) {
+				w.policy(func(p *model.Policy) { p.SilenceAfter = "2m" })
+				w.device("fw1", cmT)
+				// The leader took office at +4m (the aggregator was down before): at +5m the
+				// device has had one minute under it, not two.
+				_, err := w.s.TickSince(w.ctx, cmT.Add(5*time.Minute), cmT.Add(4*time.Minute))
+				check(t, err)
+				if ds := w.deviations(); len(ds) != 0 {
+					t.Errorf("silent one minute after the leader took office: %s", describeDevs(ds))
+				}
+				_, err = w.s.TickSince(w.ctx, cmT.Add(6*time.Minute+30*time.Second), cmT.Add(4*time.Minute))
+				check(t, err)
+			},
+			want: []string{"agent_silent"},
+		},
+		{
 			name: "events folded at the agent's disk bound",
 			run: func(w *cmWorld) {
 				fw := w.device("fw1", cmFiled)
