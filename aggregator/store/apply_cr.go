@@ -320,20 +320,11 @@ func applyCRAction(tx *bolt.Tx, c *crActionCmd) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	by := strings.TrimSpace(c.By)
-	if by == "" {
-		return nil, fmt.Errorf("%w: who (by) is required", ErrInvalid)
-	}
-	pol, err := loadPolicy(tx, c.Tenant)
+	// Submitting is the requester's own step, open to anyone who may call the API; who
+	// holds which role matters for approvals (approverRole).
+	by, pol, err := actor(tx, c.Tenant, c.By, c.Action != CRSubmit)
 	if err != nil {
 		return nil, err
-	}
-	// With members in the policy, only members act on CRs (submitting is the requester's
-	// own step and open to anyone who may call the API); who holds which role matters
-	// for approvals (approverRole).
-	if c.Action != CRSubmit && len(pol.Members) > 0 && pol.Member(by) == nil {
-		return nil, fmt.Errorf("%w: %s is not a member of tenant %s's policy", ErrForbidden, by,
-			pol.Tenant)
 	}
 	wrong := func(want ...model.CRState) error {
 		var ws []string
@@ -410,6 +401,25 @@ func applyCRAction(tx *bolt.Tx, c *crActionCmd) (any, error) {
 		return nil, err
 	}
 	return cr, nil
+}
+
+// actor checks who acts on a CR or deviation: someone must be named, and with members
+// in the tenant's policy, one of them (when member is set). It returns the name and the
+// policy.
+func actor(tx *bolt.Tx, tenant, by string, member bool) (string, *model.Policy, error) {
+	by = strings.TrimSpace(by)
+	if by == "" {
+		return "", nil, fmt.Errorf("%w: who (by) is required", ErrInvalid)
+	}
+	pol, err := loadPolicy(tx, tenant)
+	if err != nil {
+		return "", nil, err
+	}
+	if member && len(pol.Members) > 0 && pol.Member(by) == nil {
+		return "", nil, fmt.Errorf("%w: %s is not a member of tenant %s's policy", ErrForbidden,
+			by, pol.Tenant)
+	}
+	return by, pol, nil
 }
 
 // resolveOverdueReview resolves the emergency_review_due deviation of cr, if one is

@@ -162,17 +162,9 @@ func applyDeviationAction(tx *bolt.Tx, c *deviationActionCmd) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	by := strings.TrimSpace(c.By)
-	if by == "" {
-		return nil, fmt.Errorf("%w: who (by) is required", ErrInvalid)
-	}
-	pol, err := loadPolicy(tx, c.Tenant)
+	by, _, err := actor(tx, c.Tenant, c.By, true)
 	if err != nil {
 		return nil, err
-	}
-	if len(pol.Members) > 0 && pol.Member(by) == nil {
-		return nil, fmt.Errorf("%w: %s is not a member of tenant %s's policy", ErrForbidden, by,
-			pol.Tenant)
 	}
 	switch c.Action {
 	case DeviationAcknowledge:
