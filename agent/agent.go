@@ -43,6 +43,7 @@ type Agent struct {
 	log     *slog.Logger
 	metrics *metrics
 	now     func() time.Time
+	chain   *chain // appends to ob through up (delivery.go)
 
 	// last is the state most recently appended to the outbox.
 	last *observed
@@ -106,11 +107,18 @@ func New(cfg *Config, id *identity.Identity, src Source, log *slog.Logger) (*Age
 		Rate:        cfg.Uplink.Rate,
 		ResendAfter: cfg.Uplink.ResendAfter,
 	}, ob, m.uplink, log)
-	return &Agent{
+	a := &Agent{
 		cfg: cfg, id: id, src: src, ob: ob, up: up, log: log, metrics: m,
 		signer: event.NewSigner(id.Key),
 		now:    time.Now,
-	}, nil
+	}
+	a.chain = &chain{ob: ob, up: up, signer: a.signer, log: log, maxBytes: cfg.Outbox.MaxBytes,
+		metrics: m, newEvent: func(kind event.Kind, after string) *event.Event {
+			return &event.Event{V: event.Version, Kind: kind, Tenant: id.Tenant, Device: id.Device,
+				KeyID: a.signer.KeyID(), Observed: event.FormatTime(a.now()),
+				Source: event.SourceNftables, After: after}
+		}}
+	return a, nil
 }
 
 // Close releases the outbox.
