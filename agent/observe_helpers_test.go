@@ -1,67 +1,36 @@
 package agent
 
 import (
-	"bytes"
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/fenceline/fenceline/agent/identity"
 	"github.com/fenceline/fenceline/agent/nft"
+	"github.com/fenceline/fenceline/internal/nstest"
 	"github.com/fenceline/fenceline/shared/event"
 )
 
 // requireKernel skips kernel-tier tests where they cannot run.
-func requireKernel(t testing.TB) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("kernel tier: needs root to create network namespaces")
-	}
-	for _, bin := range []string{"nft", "ip"} {
-		if _, err := exec.LookPath(bin); err != nil {
-			t.Skipf("kernel tier: %s not installed", bin)
-		}
-	}
-}
+func requireKernel(t testing.TB) { t.Helper(); nstest.RequireKernel(t) }
 
 // newNS creates a uniquely named network namespace, deleted when the test ends.
-func newNS(t testing.TB, tag string) string {
-	t.Helper()
-	var rnd [4]byte
-	if _, err := rand.Read(rnd[:]); err != nil {
-		t.Fatal(err)
-	}
-	name := "fl-" + tag + "-" + hex.EncodeToString(rnd[:])
-	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
-		t.Fatalf("ip netns add %s: %v: %s", name, err, out)
-	}
-	t.Cleanup(func() {
-		if out, err := exec.Command("ip", "netns", "del", name).CombinedOutput(); err != nil {
-			t.Errorf("ip netns del %s: %v: %s", name, err, out)
-		}
-	})
-	return name
-}
+func newNS(t testing.TB, tag string) string { t.Helper(); return nstest.New(t, tag) }
 
 // inNS runs a command in the namespace and returns its output; it fails the test on error.
 func inNS(t testing.TB, ns string, args ...string) string {
 	t.Helper()
-	cmd := exec.Command("ip", append([]string{"netns", "exec", ns}, args...)...)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("%s: %v: %s", strings.Join(args, " "), err, errb.String())
+	out, err := nstest.Run(ns, args...)
+	if err != nil {
+		t.Fatal(err)
 	}
-	return out.String()
+	return out
 }
 
 // observer is an agent observing a namespace, with its outbox open for inspection. The

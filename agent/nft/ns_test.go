@@ -1,80 +1,29 @@
 package nft
 
 import (
-	"bytes"
-	"crypto/rand"
-	"encoding/hex"
-	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/fenceline/fenceline/internal/nstest"
 )
 
 // corpusDir is the curated nftables corpus, relative to this package's directory.
 const corpusDir = "../../../shared/corpus/nft"
 
 // requireKernel skips kernel-tier tests where they cannot run.
-func requireKernel(t testing.TB) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("kernel tier: needs root to create network namespaces")
-	}
-	for _, bin := range []string{"nft", "ip"} {
-		if _, err := exec.LookPath(bin); err != nil {
-			t.Skipf("kernel tier: %s not installed", bin)
-		}
-	}
-}
+func requireKernel(t testing.TB) { t.Helper(); nstest.RequireKernel(t) }
 
 // requireCorpus skips when the shared corpus is not checked out next to the repository.
-func requireCorpus(t testing.TB) string {
-	t.Helper()
-	if _, err := os.Stat(filepath.Join(corpusDir, "INDEX.md")); err != nil {
-		t.Skipf("corpus not found at %s (checked out beside the repository?)", corpusDir)
-	}
-	return corpusDir
-}
+func requireCorpus(t testing.TB) string { t.Helper(); return nstest.RequireCorpus(t, corpusDir) }
 
-var nsTagRE = regexp.MustCompile(`[^a-z0-9]+`)
-
-// newNS creates a uniquely named network namespace and deletes it when the test ends,
-// whatever the outcome.
-func newNS(t testing.TB) string {
-	t.Helper()
-	var rnd [4]byte
-	if _, err := rand.Read(rnd[:]); err != nil {
-		t.Fatal(err)
-	}
-	tag := nsTagRE.ReplaceAllString(strings.ToLower(t.Name()), "-")
-	if len(tag) > 20 {
-		tag = tag[len(tag)-20:]
-	}
-	name := fmt.Sprintf("fl-%s-%s", strings.Trim(tag, "-"), hex.EncodeToString(rnd[:]))
-	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
-		t.Fatalf("ip netns add %s: %v: %s", name, err, out)
-	}
-	t.Cleanup(func() {
-		if out, err := exec.Command("ip", "netns", "del", name).CombinedOutput(); err != nil {
-			t.Errorf("ip netns del %s: %v: %s", name, err, out)
-		}
-	})
-	return name
-}
+// newNS creates a uniquely named network namespace, deleted when the test ends.
+func newNS(t testing.TB) string { t.Helper(); return nstest.New(t, "") }
 
 // inNS runs a command inside the namespace and returns its standard output.
-func inNS(ns string, args ...string) (string, error) {
-	cmd := exec.Command("ip", append([]string{"netns", "exec", ns}, args...)...)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	if err := cmd.Run(); err != nil {
-		return out.String(), fmt.Errorf("%s: %w: %s", strings.Join(args, " "), err,
-			strings.TrimSpace(errb.String()))
-	}
-	return out.String(), nil
-}
+func inNS(ns string, args ...string) (string, error) { return nstest.Run(ns, args...) }
 
 func mustNS(t testing.TB, ns string, args ...string) string {
 	t.Helper()
