@@ -284,16 +284,15 @@ func (g gatedStore) KeyFor(tenant, device, keyID string) (ed25519.PublicKey, err
 	return g.Store.KeyFor(tenant, device, keyID)
 }
 
-// TestQueueByteBound floods one device's topic with large garbage while the worker is
-// busy: the queue keeps no more than its byte bound, the rest is dropped and counted,
-// and the event ahead of the flood is still stored.
-func TestQueueByteBound(t *testing.T) {
+// startGated starts an ingester with cfg on an embedded broker, over a fresh store whose
+// key lookups wait for the gate.
+func startGated(t *testing.T, cfg ingest.Config) (string, *store.Store, gatedStore, *ingest.Ingester) {
+	t.Helper()
 	url := startEmbedded(t)
 	s := teststore.NewStore(t)
 	g := gatedStore{Store: s, gate: make(chan struct{})}
-	const chunk = 300 << 10
-	in := ingest.New(ingest.Config{BrokerURL: url, ClientID: "aggregator-" + t.Name(),
-		Workers: 1, QueueBytes: 3*chunk + chunk/2}, g, testenv.Logger(t))
+	cfg.BrokerURL, cfg.ClientID = url, "aggregator-"+t.Name()
+	in := ingest.New(cfg, g, testenv.Logger(t))
 	in.Start()
 	t.Cleanup(func() { in.Shutdown(context.Background()) })
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
@@ -301,6 +300,15 @@ func TestQueueByteBound(t *testing.T) {
 	if err := in.WaitConnected(ctx); err != nil {
 		t.Fatal(err)
 	}
+	return url, s, g, in
+}
+
+// TestQueueByteBound floods one device's topic with large garbage while the worker is
+// busy: the queue keeps no more than its byte bound, the rest is dropped and counted,
+// and the event ahead of the flood is still stored.
+func TestQueueByteBound(t *testing.T) {
+	const chunk = 300 << 10
+	url, s, g, in := startGated(t, ingest.Config{Workers: 1, QueueBytes: 3*chunk + chunk/2})
 	a := testenv.NewAgent("acme", "fw1")
 	teststore.Enroll(t, s, a)
 	pub := client(t, url)
@@ -338,19 +346,8 @@ func TestQueueByteBound(t *testing.T) {
 // may fill the whole queue (an agent replaying a backlog has its window in flight);
 // beyond it, messages are dropped and counted.
 func TestOneDeviceUsesWholeQueue(t *testing.T) {
-	url := startEmbedded(t)
-	s := teststore.NewStore(t)
-	g := gatedStore{Store: s, gate: make(chan struct{})}
 	const size = 8
-	in := ingest.New(ingest.Config{BrokerURL: url, ClientID: "aggregator-" + t.Name(),
-		Workers: 4, QueueSize: size}, g, testenv.Logger(t))
-	in.Start()
-	t.Cleanup(func() { in.Shutdown(context.Background()) })
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-	defer cancel()
-	if err := in.WaitConnected(ctx); err != nil {
-		t.Fatal(err)
-	}
+	url, s, g, in := startGated(t, ingest.Config{Workers: 4, QueueSize: size})
 	a := testenv.NewAgent("acme", "fw1")
 	teststore.Enroll(t, s, a)
 	pub := client(t, url)
