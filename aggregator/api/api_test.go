@@ -357,3 +357,16 @@ func TestCRFlow(t *testing.T) {
 }
 
 func first(b []byte, _ string) []byte { return b }
+
+// TestDeviationFilters: a misspelt filter is an error, not an empty list that reads as
+// "all clear".
+func TestDeviationFilters(t *testing.T) {
+	e := newEnv(t)
+	st, msg := e.admin("GET", "/v1/tenants/acme/deviations?kind=unauthorised", nil, nil)
+	expect(t, "unknown kind", st, http.StatusBadRequest, msg, "invalid kind")
+	st, msg = e.admin("GET", "/v1/tenants/acme/deviations?state=closed", nil, nil)
+	expect(t, "unknown state", st, http.StatusBadRequest, msg, "invalid state")
+	var devs []any
+	st, msg = e.admin("GET", "/v1/tenants/acme/deviations?kind=unauthorized", nil, &devs)
+	expect(t, "known kind", st, http.StatusOK, msg, "")
+}

@@ -270,6 +270,14 @@ func (s *Server) listDeviations(w http.ResponseWriter, r *http.Request) error {
 		return errorf(http.StatusBadRequest, "invalid state %q: want open, acknowledged or resolved",
 			f.State)
 	}
+	if f.Kind != "" && !slices.Contains(model.DeviationKinds, f.Kind) {
+		var kinds []string
+		for _, k := range model.DeviationKinds {
+			kinds = append(kinds, string(k))
+		}
+		return errorf(http.StatusBadRequest, "invalid kind %q: want one of %s", f.Kind,
+			strings.Join(kinds, ", "))
+	}
 	devs, err := s.store.Deviations(r.PathValue("tenant"), f)
 	if err != nil {
 		return err

@@ -38,6 +38,10 @@ const (
 	Folded DeviationKind = "folded"
 )
 
+// DeviationKinds lists every kind, for checking filters.
+var DeviationKinds = []DeviationKind{Unauthorized, Unapproved, OutOfWindow, DiffersFromSpec,
+	IncompleteCR, EmergencyReviewDue, AgentSilent, Gap, BrokenChain, BadSignature, Folded}
+
 // Trust reports whether the kind says the record itself cannot be trusted, rather than
 // that a change disagrees with approval.
 func (k DeviationKind) Trust() bool {

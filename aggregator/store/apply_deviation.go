@@ -204,6 +204,9 @@ func applyDeviationAction(tx *bolt.Tx, c *deviationActionCmd) (any, error) {
 				return nil, err
 			}
 		case model.ResolvedRollback:
+			if err := stillLive(tx, d); err != nil {
+				return nil, err
+			}
 			d.ResolvedBy = c.CR // an event id or a note, if given
 		}
 		d.SetState(model.DeviationResolved, by, c.Why, c.Resolution, c.At)
@@ -214,6 +217,35 @@ func applyDeviationAction(tx *bolt.Tx, c *deviationActionCmd) (any, error) {
 		return nil, err
 	}
 	return d, nil
+}
+
+// stillLive refuses a rollback resolution while the device's last reported state still
+// holds the rule or element the deviation is about.
+func stillLive(tx *bolt.Tx, d *model.Deviation) error {
+	st, err := loadDevState(tx, d.Tenant, d.Device)
+	if err != nil || st == nil || st.Ruleset == nil {
+		return err
+	}
+	t := st.Ruleset.Table(d.Family, d.Table)
+	if t == nil {
+		return nil
+	}
+	live := false
+	switch d.Change {
+	case ruleset.RuleAdded:
+		if c := t.Chain(d.Chain); c != nil {
+			live = slices.ContainsFunc(c.Rules, func(r *ruleset.Rule) bool { return r.Text == d.Rule })
+		}
+	case ruleset.ElementAdded:
+		if s := t.Set(d.Set); s != nil {
+			live = slices.Contains(s.Elements, d.Element)
+		}
+	}
+	if live {
+		return fmt.Errorf("%w: %s is still on device %s as last reported; a rollback is "+
+			"observed, not declared", ErrState, d.What(), d.Device)
+	}
+	return nil
 }
 
 // retroactiveCovers checks that cr, filed after the fact, authorizes what d is about:

@@ -736,6 +736,26 @@ func TestChangeManagementScenarios(t *testing.T) {
 			},
 		},
 		{
+			name: "a rollback is observed, not declared, while the rule is live",
+			run: func(w *cmWorld) {
+				fw := w.device("fw1", cmFiled)
+				w.nft(fw, cmT, "add rule inet filter input tcp dport 993 accept")
+				dev := w.deviations()[0]
+				_, err := w.s.DeviationAction(w.ctx, store.DeviationActionRequest{Tenant: w.tenant,
+					ID: dev.ID, Action: store.DeviationResolve, By: "bob", Why: "trust me",
+					Resolution: model.ResolvedRollback}, cmT.Add(time.Minute))
+				if !errors.Is(err, store.ErrState) {
+					t.Errorf("rollback declared while the rule is live: %v, want refused", err)
+				}
+			},
+			want: []string{"unauthorized"},
+			check: func(t *testing.T, w *cmWorld) {
+				if d := w.deviations()[0]; d.State != model.DeviationOpen {
+					t.Errorf("deviation %+v", d)
+				}
+			},
+		},
+		{
 			name: "a retroactive CR must plan the change it resolves, on that device",
 			run: func(w *cmWorld) {
 				fw := w.device("fw1", cmFiled)
