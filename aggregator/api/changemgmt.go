@@ -108,8 +108,8 @@ var localLayouts = []string{"2006-01-02T15:04:05", "2006-01-02T15:04", "2006-01-
 	"2006-01-02 15:04"}
 
 // parseWindow reads an RFC 3339 time, or a local time in loc. A local time that a
-// daylight-saving change skips or repeats is taken as Go's time.Date does (the offset
-// before the change).
+// daylight-saving change skips (it does not exist) or repeats (it names two instants) is
+// refused: the caller gives an RFC 3339 time with its offset instead.
 func parseWindow(field, v string, loc *time.Location) (time.Time, error) {
 	if v == "" {
 		return time.Time{}, errorf(http.StatusBadRequest, "%s is required (RFC 3339, or a local "+
@@ -120,6 +120,18 @@ func parseWindow(field, v string, loc *time.Location) (time.Time, error) {
 	}
 	for _, l := range localLayouts {
 		if t, err := time.ParseInLocation(l, v, loc); err == nil {
+			if t.In(loc).Format(l) != v {
+				return time.Time{}, errorf(http.StatusBadRequest, "%s %q does not exist in %s: "+
+					"the clocks skip it at a daylight-saving change; give an RFC 3339 time with "+
+					"its offset", field, v, loc)
+			}
+			for _, d := range []time.Duration{30 * time.Minute, time.Hour, 2 * time.Hour} {
+				if t.Add(d).In(loc).Format(l) == v || t.Add(-d).In(loc).Format(l) == v {
+					return time.Time{}, errorf(http.StatusBadRequest, "%s %q is ambiguous in %s: "+
+						"it occurs twice at a daylight-saving change; give an RFC 3339 time with "+
+						"its offset", field, v, loc)
+				}
+			}
 			return t.UTC(), nil
 		}
 	}
