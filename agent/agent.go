@@ -179,10 +179,16 @@ func (a *Agent) observe(ctx context.Context) error {
 	defer heartbeat.Stop()
 	backstop := time.NewTicker(a.cfg.Nftables.BackstopInterval)
 	defer backstop.Stop()
+	nsCheck := time.NewTicker(namespaceCheckInterval)
+	defer nsCheck.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
+		case <-nsCheck.C:
+			if err := a.checkNamespace(); err != nil {
+				return err
+			}
 		case n, ok := <-notes:
 			if !ok {
 				return ctx.Err()
@@ -195,6 +201,10 @@ func (a *Agent) observe(ctx context.Context) error {
 				return err
 			}
 		case <-heartbeat.C:
+			// A heartbeat must never vouch for a namespace nobody can reach any more.
+			if err := a.checkNamespace(); err != nil {
+				return err
+			}
 			if err := a.heartbeat(); err != nil {
 				return err
 			}
@@ -204,6 +214,28 @@ func (a *Agent) observe(ctx context.Context) error {
 			}
 		}
 	}
+}
+
+// namespaceCheckInterval is how often the agent checks that its namespace's name still
+// names the namespace it watches.
+const namespaceCheckInterval = 2 * time.Second
+
+// checkNamespace stops the agent, with a clear error, when the named namespace it
+// watches was deleted or replaced: it would otherwise go on reading a namespace nobody
+// can reach while heartbeats vouch for it. Restarted (by its supervisor), the agent
+// opens the namespace of that name afresh and reports what it finds as a reconcile; while
+// the name names nothing, it fails at start and sends no heartbeats, so the aggregator
+// raises agent_silent.
+func (a *Agent) checkNamespace() error {
+	c, ok := a.src.(interface{ CheckNamespace() error })
+	if !ok {
+		return nil
+	}
+	if err := c.CheckNamespace(); err != nil {
+		a.log.Error("stopping: the watched network namespace is gone", "err", err)
+		return fmt.Errorf("watch nftables: %w", err)
+	}
+	return nil
 }
 
 // onNotification turns one committed generation into one change event carrying its

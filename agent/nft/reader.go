@@ -4,6 +4,7 @@
 package nft
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -20,6 +21,10 @@ const NetnsDir = "/var/run/netns"
 // reads are serialized on one netlink socket.
 type Reader struct {
 	ns *os.File // nil for the current namespace
+	// name is the namespace's name under NetnsDir, and nsDev, nsIno identify the
+	// namespace it named when it was opened (see CheckNamespace).
+	name         string
+	nsDev, nsIno uint64
 
 	mu     sync.Mutex
 	conn   *netlink.Conn // query socket, dialled on first use and after errors
@@ -64,13 +69,43 @@ func Open(netns string) (*Reader, error) {
 		if err != nil {
 			return nil, fmt.Errorf("open netns: %w", err)
 		}
-		r.ns = f
+		var st unix.Stat_t
+		if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+			f.Close()
+			return nil, fmt.Errorf("open netns %s: %w", netns, err)
+		}
+		r.ns, r.name, r.nsDev, r.nsIno = f, netns, uint64(st.Dev), st.Ino
 	}
 	if _, err := r.Generation(); err != nil {
 		r.Close()
 		return nil, err
 	}
 	return r, nil
+}
+
+// ErrNamespaceGone reports that the named namespace a Reader watches was deleted, or
+// replaced by another namespace of the same name: the Reader still reads the old one,
+// which nothing else can reach.
+var ErrNamespaceGone = errors.New("network namespace gone")
+
+// CheckNamespace reports whether the name the Reader was opened with still names the
+// namespace it reads. A Reader of the current namespace always passes.
+func (r *Reader) CheckNamespace() error {
+	if r.name == "" {
+		return nil
+	}
+	var st unix.Stat_t
+	err := unix.Stat(filepath.Join(NetnsDir, r.name), &st)
+	switch {
+	case errors.Is(err, unix.ENOENT):
+		return fmt.Errorf("%w: %s was deleted", ErrNamespaceGone, r.name)
+	case err != nil:
+		return fmt.Errorf("check netns %s: %w", r.name, err)
+	case uint64(st.Dev) != r.nsDev || st.Ino != r.nsIno:
+		return fmt.Errorf("%w: %s now names another namespace (deleted and created again)",
+			ErrNamespaceGone, r.name)
+	}
+	return nil
 }
 
 // nsfd is the namespace descriptor for dialling; 0 means the current namespace. The
