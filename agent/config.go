@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/url"
 	"strings"
 	"time"
 
@@ -111,6 +113,24 @@ var defaults = map[string]any{
 	"snmp.trap_engine_id":        "",
 }
 
+// ValidBrokerURL checks that u is an MQTT broker URL the uplink can dial: a scheme the
+// MQTT client knows (tcp, mqtt, ssl, tls, mqtts, ws, wss) with a host and port.
+func ValidBrokerURL(u string) error {
+	p, err := url.Parse(u)
+	if err != nil {
+		return err
+	}
+	switch p.Scheme {
+	case "tcp", "mqtt", "ssl", "tls", "mqtts", "ws", "wss":
+	default:
+		return fmt.Errorf("%q: scheme %q, want tcp, mqtt, ssl, tls, mqtts, ws or wss", u, p.Scheme)
+	}
+	if p.Hostname() == "" || p.Port() == "" {
+		return fmt.Errorf("%q: want SCHEME://HOST:PORT", u)
+	}
+	return nil
+}
+
 // flagKeys maps command-line flags to config keys.
 var flagKeys = map[string]string{
 	"state-dir":  "state_dir",
@@ -206,6 +226,17 @@ func (c *Config) Validate() error {
 	}
 	if c.Uplink.Rate < 0 {
 		errs = append(errs, fmt.Errorf("uplink.rate %g is negative", c.Uplink.Rate))
+	}
+	if c.Broker.URL != "" {
+		if err := ValidBrokerURL(c.Broker.URL); err != nil {
+			errs = append(errs, fmt.Errorf("broker.url: %w", err))
+		}
+	}
+	if c.Metrics.Listen != "" {
+		if _, port, err := net.SplitHostPort(c.Metrics.Listen); err != nil || port == "" {
+			errs = append(errs, fmt.Errorf("metrics.listen %q: want HOST:PORT, e.g. 127.0.0.1:9464",
+				c.Metrics.Listen))
+		}
 	}
 	errs = append(errs, c.SNMP.validate()...)
 	if _, err := ParseLevel(c.Log.Level); err != nil {

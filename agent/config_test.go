@@ -55,3 +55,27 @@ func TestUplinkWindowConfig(t *testing.T) {
 		t.Errorf("window below batch: err %v", err)
 	}
 }
+
+// TestConfigAddresses: a broker URL the uplink cannot dial and a metrics address without
+// a port are refused at start, not retried forever or found out after the first events.
+func TestConfigAddresses(t *testing.T) {
+	dir := t.TempDir()
+	for _, c := range []struct{ body, want string }{
+		{"broker:\n  url: ftp://127.0.0.1:1\n", `scheme "ftp"`},
+		{"broker:\n  url: tcp://127.0.0.1\n", "SCHEME://HOST:PORT"},
+		{"metrics:\n  listen: notanaddr\n", "metrics.listen"},
+		{"broker:\n  url: tcp://127.0.0.1:1883\nmetrics:\n  listen: 127.0.0.1:9464\n", ""},
+	} {
+		p := filepath.Join(dir, "agent.yaml")
+		if err := os.WriteFile(p, []byte("state_dir: "+dir+"\n"+c.body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		_, err := loadConfigFile(t, p)
+		switch {
+		case c.want == "" && err != nil:
+			t.Errorf("%q: %v", c.body, err)
+		case c.want != "" && (err == nil || !strings.Contains(err.Error(), c.want)):
+			t.Errorf("%q: %v, want an error with %q", c.body, err, c.want)
+		}
+	}
+}

@@ -76,15 +76,16 @@ func run(cmd *cobra.Command) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	id, err := agent.Enrolled(ctx, cfg, log)
-	if err != nil {
-		return err
-	}
+	// The namespace first: a mistyped name must not use up a one-time enrollment token.
 	reader, err := nft.Open(cfg.Nftables.Netns)
 	if err != nil {
 		return err
 	}
 	defer reader.Close()
+	id, err := agent.Enrolled(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
 	a, err := agent.New(cfg, id, reader, log)
 	if err != nil {
 		return err
