@@ -36,6 +36,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/pflag"
+	"golang.org/x/sys/unix"
 
 	"github.com/fenceline/fenceline/aggregator/api"
 	"github.com/fenceline/fenceline/aggregator/broker"
@@ -97,6 +98,18 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) (err error
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("data dir: %w", err)
 	}
+	// Before anything touches the data dir or starts: one aggregator per data dir, and
+	// the API's address must be free.
+	unlock, err := lockDataDir(cfg.DataDir)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	ln, err := net.Listen("tcp", cfg.HTTP.Listen)
+	if err != nil {
+		return fmt.Errorf("http listen: %w", err)
+	}
+	defer ln.Close() // after Serve, a no-op
 	token, err := adminToken(cfg, log)
 	if err != nil {
 		return err
@@ -200,10 +213,6 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) (err error
 		NoForward: !cfg.Cluster.Forward, EmbeddedBroker: embedded,
 	}, st, log)
 
-	ln, err := net.Listen("tcp", cfg.HTTP.Listen)
-	if err != nil {
-		return fmt.Errorf("http listen: %w", err)
-	}
 	srv := &http.Server{
 		Handler:           handler,
 		ReadHeaderTimeout: 10 * time.Second,
@@ -227,6 +236,24 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) (err error
 	case err := <-served:
 		return fmt.Errorf("http server: %w", err)
 	}
+}
+
+// lockDataDir takes an exclusive lock on DATA_DIR/LOCK for the life of the process, so a
+// second aggregator on the same data dir stops at once, before it opens anything there.
+func lockDataDir(dir string) (func(), error) {
+	path := filepath.Join(dir, "LOCK")
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("data dir lock: %w", err)
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		f.Close()
+		if errors.Is(err, unix.EWOULDBLOCK) {
+			return nil, fmt.Errorf("data dir %s is in use by another fenceline-aggregator", dir)
+		}
+		return nil, fmt.Errorf("data dir lock %s: %w", path, err)
+	}
+	return func() { f.Close() }, nil
 }
 
 func storeConfig(cfg *config.Config) store.Config {

@@ -161,3 +161,23 @@ func TestServe(t *testing.T) {
 		t.Fatalf("serve: %v", err)
 	}
 }
+
+// TestDataDirInUse: a second aggregator on a running one's data dir stops at once with
+// a clear error, before it opens anything there.
+func TestDataDirInUse(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	_, stop := start(t, dir, testenv.FreeAddr(t))
+	defer stop()
+	cfg, err := config.Load(config.NewFlagSet("test"), []string{
+		"--config", "../../../configs/aggregator.yaml", "--data-dir", dir,
+		"--http-listen", testenv.FreeAddr(t), "--raft-listen", testenv.FreeAddr(t),
+		"--embedded-broker-listen", testenv.FreeAddr(t),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = serve(context.Background(), cfg, testenv.Logger(t))
+	if err == nil || !strings.Contains(err.Error(), "in use by another fenceline-aggregator") {
+		t.Fatalf("second aggregator on the same data dir: %v", err)
+	}
+}
