@@ -516,11 +516,20 @@ func (a *app) showDeviation(d *model.Deviation) error {
 	kv("DEVICE", d.Device)
 	kv("CHANGE", string(d.Change))
 	kv("WHAT", d.What())
+	kv("BEFORE", d.Before)
+	kv("AFTER", d.After)
 	kv("CR", d.CR)
 	kv("PLANNED", d.Planned)
 	kv("DETAIL", d.Detail)
 	if d.Seq > 0 {
-		kv("EVENT", strconv.FormatUint(d.Seq, 10)+" "+short(d.EventID)+" observed "+d.Observed)
+		ev := strconv.FormatUint(d.Seq, 10)
+		if d.EventID != "" {
+			ev += " " + short(d.EventID)
+		}
+		if d.Observed != "" {
+			ev += " observed " + d.Observed
+		}
+		kv("EVENT", ev)
 	}
 	kv("RAISED", ts(d.Raised))
 	if d.Count > 1 {
