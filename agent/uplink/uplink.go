@@ -170,9 +170,9 @@ func (u *Uplink) linkDown(c mqtt.Client, err error, lost bool) {
 	u.metrics.Connected.Set(0)
 	switch {
 	case wasUp:
-		u.log.Info("broker connection lost; reconnecting", "broker", u.cfg.BrokerURL, "err", msg)
+		u.log.Warn("broker connection lost; reconnecting", "broker", u.cfg.BrokerURL, "err", msg)
 	case fresh:
-		u.log.Info("broker unreachable; retrying until it answers", "broker", u.cfg.BrokerURL,
+		u.log.Warn("broker unreachable; retrying until it answers", "broker", u.cfg.BrokerURL,
 			"err", msg)
 	case lost:
 		u.log.Debug("broker connection loss reported", "broker", u.cfg.BrokerURL, "err", msg)

@@ -107,7 +107,7 @@ func TestLinkStatusAndLogs(t *testing.T) {
 	if st.Connected || st.Broker != broker || !strings.Contains(st.Error, "connection refused") {
 		t.Errorf("status while unreachable: %+v", st)
 	}
-	info := logs.lines("level=INFO", "broker unreachable", "broker="+broker)
+	info := logs.lines("level=WARN", "broker unreachable", "broker="+broker)
 	if len(info) != 1 {
 		t.Errorf("%d info lines about the unreachable broker, want 1:\n%s", len(info),
 			strings.Join(logs.lines("broker"), "\n"))
@@ -137,10 +137,10 @@ func TestLinkStatusAndLogs(t *testing.T) {
 	waitFor(t, 10*time.Second, "a failed reconnection", func() bool {
 		return u.Status().FailedAttempts >= 1
 	})
-	if lost := logs.lines("level=INFO", "broker connection lost", "broker="+broker); len(lost) != 1 {
+	if lost := logs.lines("level=WARN", "broker connection lost", "broker="+broker); len(lost) != 1 {
 		t.Errorf("%d info lines about the lost connection, want 1", len(lost))
 	}
-	if again := logs.lines("level=INFO", "broker unreachable"); len(again) != 1 {
+	if again := logs.lines("level=WARN", "broker unreachable"); len(again) != 1 {
 		t.Errorf("reconnection failures after a lost connection logged at info: %d lines", len(again))
 	}
 	if t.Failed() {
