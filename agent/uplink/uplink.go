@@ -145,7 +145,7 @@ func (u *Uplink) linkUp() {
 }
 
 // linkDown records a failed connection attempt (lost false) or a lost connection. Going
-// down is logged at info once: the loss of a connection, or the failure of the first
+// down is logged as a warning once: the loss of a connection, or the failure of the first
 // attempt; the retries that follow are logged at debug. The client reports a loss
 // asynchronously, so the first failed reconnection may arrive before it and stands for
 // it.
