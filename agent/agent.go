@@ -94,6 +94,17 @@ func New(cfg *Config, id *identity.Identity, src Source, log *slog.Logger) (*Age
 		return nil, errors.New("no broker: set broker.url or enroll with an aggregator that names one")
 	}
 	log = log.With("tenant", id.Tenant, "device", id.Device)
+	ackKey, err := id.AckPublicKey()
+	if err != nil {
+		ob.Close()
+		return nil, fmt.Errorf("identity: %w", err)
+	}
+	if ackKey == nil {
+		// TODO: enrollments from before acks were signed carry no key; such an agent takes
+		// acks unsigned until it is enrolled again.
+		log.Warn("the enrollment names no aggregator ack key: acks are taken unsigned; " +
+			"enroll the device again to have them checked")
+	}
 	m := newMetrics(id, ob)
 	up := uplink.New(uplink.Config{
 		BrokerURL:   brokerURL,
@@ -102,6 +113,7 @@ func New(cfg *Config, id *identity.Identity, src Source, log *slog.Logger) (*Age
 		Password:    cfg.Broker.Password,
 		Tenant:      id.Tenant,
 		Device:      id.Device,
+		AckKey:      ackKey,
 		Batch:       cfg.Uplink.Batch,
 		Window:      cfg.Uplink.Window,
 		Rate:        cfg.Uplink.Rate,

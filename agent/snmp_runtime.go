@@ -119,7 +119,12 @@ func (s *SNMPDevices) open(ctx context.Context, t SNMPTarget, profiles snmp.Prof
 	if err != nil {
 		return nil, err
 	}
+	ackKey, err := id.AckPublicKey()
+	if err != nil {
+		return nil, fmt.Errorf("identity: %w", err)
+	}
 	up := uplink.Config{
+		AckKey:    ackKey,
 		BrokerURL: firstNonEmpty(t.Broker.URL, s.cfg.Broker.URL, id.BrokerURL),
 		ClientID:  t.Broker.ClientID,
 		Username:  firstNonEmpty(t.Broker.Username, s.cfg.Broker.Username),

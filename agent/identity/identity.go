@@ -41,8 +41,24 @@ type Identity struct {
 	Aggregator string    `json:"aggregator_url"`
 	BrokerURL  string    `json:"broker_url,omitempty"`
 	EnrolledAt time.Time `json:"enrolled_at"`
+	// AckKey is the aggregator's public ack key (standard base64), learnt at enrollment;
+	// the uplink accepts only acks signed with it. Empty for an aggregator that named
+	// none: acks are then taken unsigned.
+	AckKey string `json:"ack_key,omitempty"`
 
 	Key ed25519.PrivateKey `json:"-"`
+}
+
+// AckPublicKey decodes AckKey; nil when the aggregator named none.
+func (id *Identity) AckPublicKey() (ed25519.PublicKey, error) {
+	if id.AckKey == "" {
+		return nil, nil
+	}
+	b, err := base64.StdEncoding.DecodeString(id.AckKey)
+	if err != nil || len(b) != ed25519.PublicKeySize {
+		return nil, fmt.Errorf("ack_key %q: not a standard-base64 Ed25519 public key", id.AckKey)
+	}
+	return ed25519.PublicKey(b), nil
 }
 
 // Load reads the identity and key from dir.
@@ -80,6 +96,7 @@ type enrollResponse struct {
 	Device    string `json:"device"`
 	KeyID     string `json:"key_id"`
 	BrokerURL string `json:"broker_url"`
+	AckKey    string `json:"ack_key"`
 }
 
 // Enroll generates a new key, registers it with the aggregator at server using the
@@ -125,7 +142,10 @@ func Enroll(ctx context.Context, client *http.Client, server, token, dir string)
 	}
 	id := &Identity{
 		Tenant: er.Tenant, Device: er.Device, KeyID: keyID, Aggregator: server,
-		BrokerURL: er.BrokerURL, EnrolledAt: time.Now().UTC(), Key: key,
+		BrokerURL: er.BrokerURL, EnrolledAt: time.Now().UTC(), Key: key, AckKey: er.AckKey,
+	}
+	if _, err := id.AckPublicKey(); err != nil {
+		return nil, fmt.Errorf("enroll response: %w", err)
 	}
 	if err := id.save(dir); err != nil {
 		return nil, err

@@ -13,6 +13,7 @@ type Metrics struct {
 	AckLatency prometheus.Histogram
 	Acked      prometheus.Gauge
 	Connected  prometheus.Gauge
+	ForgedAcks prometheus.Counter
 }
 
 // NewMetrics creates the uplink's metrics with constant labels (tenant, device).
@@ -43,10 +44,15 @@ func NewMetrics(labels prometheus.Labels) *Metrics {
 			Name: "fenceline_agent_uplink_connected", ConstLabels: labels,
 			Help: "1 while the uplink is connected to the broker, else 0.",
 		}),
+		ForgedAcks: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "fenceline_agent_acks_refused_total", ConstLabels: labels,
+			Help: "Acks ignored because the aggregator's ack key did not sign them.",
+		}),
 	}
 }
 
 // Collectors lists the metrics for registration.
 func (m *Metrics) Collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.Published, m.Resends, m.Failures, m.AckLatency, m.Acked, m.Connected}
+	return []prometheus.Collector{m.Published, m.Resends, m.Failures, m.AckLatency, m.Acked,
+		m.Connected, m.ForgedAcks}
 }

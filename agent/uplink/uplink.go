@@ -8,6 +8,7 @@ package uplink
 
 import (
 	"context"
+	"crypto/ed25519"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -33,6 +34,9 @@ type Config struct {
 	Password  string
 	Tenant    string
 	Device    string
+	// AckKey, when set, is the aggregator's public ack key: acks not signed with it for
+	// this device are ignored (event.VerifyAck).
+	AckKey ed25519.PublicKey
 	// Batch is how many events one round publishes before waiting for their PUBACKs.
 	Batch int
 	// Window bounds the events published but not yet acknowledged by the aggregator, so
@@ -352,9 +356,9 @@ type pump struct {
 }
 
 // suspectAck is a head from the acks topic that is not a point of this outbox's chain.
-// Acks are not signed (TODO below), so one such message is not enough to drop the
-// outbox: the head must come back, freshly published, in answer to rounds this uplink
-// published after it first appeared.
+// One such message is not enough to drop the outbox (a stale or reordered ack, or, for
+// an agent without the ack key, anyone's): the head must come back, freshly published,
+// in answer to rounds this uplink published after it first appeared.
 type suspectAck struct {
 	event.Ack
 	round     uint64 // p.rounds when it first appeared
@@ -381,15 +385,14 @@ type ack struct {
 
 // onAck applies an ack from the acks topic.
 //
-// TODO: acks are not signed. Anyone who can publish on the device's acks topic (the
-// embedded broker has no authentication; Mosquitto only with the example ACL) can make
-// the agent delete events it has published but the aggregator has not committed, by
-// acking them with their ids (they are visible on the events topic), and, by repeating a
-// foreign head (or a head behind its acknowledged sequence) in answer to the agent's
-// publishes, make it re-anchor and drop what it has not delivered. What is refused here: acks without an event id, acks that cover
-// events never published, and a foreign head seen once (or only as a stored retained
-// message). The fix is an aggregator ack key in the replicated state, its public half
-// in the enrollment response, and a signature on every ack verified here.
+// With the aggregator's ack key (Config.AckKey), only acks it signed for this device get
+// here (Uplink.onAck checks them). The checks below also hold the line for an agent
+// enrolled without a key, where anyone who can publish on the acks topic could otherwise
+// make it delete events the aggregator has not committed: acks without an event id, acks
+// that cover events never published, and a foreign or behind head seen once (or only as
+// a stored retained message) are refused.
+// TODO: such an agent stays exposed to someone repeating a foreign head in answer to its
+// publishes (it re-anchors); enrolling it again gives it the key.
 func (p *pump) onAck(r ack) {
 	u, a := p.u, r.Ack
 	if a.Seq > 0 && a.ID == "" {
@@ -597,6 +600,14 @@ func (u *Uplink) onAck(_ mqtt.Client, m mqtt.Message) {
 	if err := json.Unmarshal(m.Payload(), &a.Ack); err != nil {
 		u.log.Warn("bad ack", "topic", m.Topic(), "err", err)
 		return
+	}
+	if u.cfg.AckKey != nil {
+		if err := event.VerifyAck(u.cfg.AckKey, u.cfg.Tenant, u.cfg.Device, a.Ack); err != nil {
+			u.metrics.ForgedAcks.Inc()
+			u.log.Warn("ack ignored: not signed by the aggregator", "topic", m.Topic(),
+				"seq", a.Seq, "retained", a.retained)
+			return
+		}
 	}
 	// Acks are cumulative: if the pump is busy, keep the newest.
 	for {

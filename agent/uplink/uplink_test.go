@@ -3,6 +3,7 @@ package uplink
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -17,6 +18,7 @@ import (
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/fenceline/fenceline/agent/outbox"
 	"github.com/fenceline/fenceline/scripts/lab"
@@ -351,5 +353,78 @@ func TestGapHeadResends(t *testing.T) {
 	waitFor(t, 10*time.Second, "every event acknowledged well before ResendAfter", func() bool {
 		h, _ := ob.Head()
 		return h.Acked == 20 && h.Count == 0
+	})
+}
+
+// TestSignedAcks: with the aggregator's ack key configured, only acks it signed for this
+// device count. An unsigned ack naming published events by their ids (visible on the
+// events topic) deletes nothing, nor does one signed by another key or for another
+// device; the aggregator's own ack is applied.
+func TestSignedAcks(t *testing.T) {
+	if err := lab.CheckHost("mosquitto"); err != nil {
+		t.Skip(err)
+	}
+	l := lab.New("", t.TempDir(), "")
+	defer l.Close()
+	broker, _, err := l.Mosquitto()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ob, err := outbox.Open(filepath.Join(t.TempDir(), "outbox.db"), outbox.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ob.Close()
+	pub, key, _ := ed25519.GenerateKey(nil)
+	_, otherKey, _ := ed25519.GenerateKey(nil)
+	m := NewMetrics(nil)
+	u := New(Config{BrokerURL: broker, Tenant: "acme", Device: "fw-1", AckKey: pub,
+		ResendAfter: time.Hour, ConnectRetry: 50 * time.Millisecond}, ob, m,
+		slog.New(slog.NewTextHandler(io.Discard, nil)))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- u.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	waitFor(t, 10*time.Second, "connected", func() bool { return u.Status().Connected })
+
+	var last string
+	for range 3 {
+		if _, err := ob.Append(chainEvent, nil); err != nil {
+			t.Fatal(err)
+		}
+		h, _ := ob.Head()
+		last = h.ID
+	}
+	u.Notify()
+	waitFor(t, 10*time.Second, "all three published", func() bool { return u.Published() == 3 })
+
+	c := mqtt.NewClient(mqtt.NewClientOptions().AddBroker(broker).SetClientID("acker"))
+	if tok := c.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatalf("connect: %v", tok.Error())
+	}
+	defer c.Disconnect(100)
+	send := func(a event.Ack) {
+		b, _ := json.Marshal(a)
+		tok := c.Publish(event.DeviceTopic("acme", "fw-1", event.TopicAcks), 1, true, b)
+		if !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+			t.Fatalf("publish ack: %v", tok.Error())
+		}
+	}
+	head := event.Ack{Seq: 3, ID: last}
+	send(head)                                          // unsigned
+	send(event.SignAck(otherKey, "acme", "fw-1", head)) // another key
+	send(event.SignAck(key, "acme", "fw-2", head))      // another device's ack
+	waitFor(t, 10*time.Second, "three acks refused", func() bool {
+		var d dto.Metric
+		m.ForgedAcks.Write(&d)
+		return d.GetCounter().GetValue() == 3
+	})
+	if h, _ := ob.Head(); h.Acked != 0 || h.Count != 3 {
+		t.Fatalf("after forged acks: acked %d, %d pending; want nothing acked", h.Acked, h.Count)
+	}
+	send(event.SignAck(key, "acme", "fw-1", head))
+	waitFor(t, 10*time.Second, "the aggregator's ack applied", func() bool {
+		h, _ := ob.Head()
+		return h.Acked == 3 && h.Count == 0
 	})
 }

@@ -168,7 +168,7 @@ func TestEnrollment(t *testing.T) {
 	var res api.EnrollResponse
 	st, _ = e.do("POST", "/v1/enroll", "", map[string]string{"token": tok.Token, "public_key": pub}, &res)
 	if st != 200 || res.KeyID != a.Signer.KeyID() || res.BrokerURL != "tcp://127.0.0.1:1883" ||
-		res.Tenant != "acme" || res.Device != "fw1" {
+		res.Tenant != "acme" || res.Device != "fw1" || len(res.AckKey) != 44 {
 		t.Fatalf("enroll: %d %+v", st, res)
 	}
 	st, msg = e.do("POST", "/v1/enroll", "", map[string]string{"token": tok.Token, "public_key": pub}, nil)

@@ -70,6 +70,9 @@ type EnrollResponse struct {
 	Device    string `json:"device"`
 	KeyID     string `json:"key_id"`
 	BrokerURL string `json:"broker_url"`
+	// AckKey is the aggregator's public ack key (standard base64): the agent accepts only
+	// acks signed with it.
+	AckKey string `json:"ack_key,omitempty"`
 }
 
 func (s *Server) enroll(w http.ResponseWriter, r *http.Request) error {
@@ -85,6 +88,10 @@ func (s *Server) enroll(w http.ResponseWriter, r *http.Request) error {
 		return errorf(http.StatusBadRequest, "public_key must be a standard-base64 Ed25519 "+
 			"public key (%d bytes)", ed25519.PublicKeySize)
 	}
+	ackKey, err := s.store.EnsureAckKey(r.Context())
+	if err != nil {
+		return err
+	}
 	res, err := s.store.Enroll(r.Context(), strings.TrimSpace(req.Token), pub, s.cfg.Now())
 	if err != nil {
 		return err
@@ -94,7 +101,7 @@ func (s *Server) enroll(w http.ResponseWriter, r *http.Request) error {
 	}
 	writeJSON(w, http.StatusOK, EnrollResponse{
 		Tenant: res.Device.Tenant, Device: res.Device.Device, KeyID: res.Device.KeyID,
-		BrokerURL: s.cfg.BrokerURL,
+		BrokerURL: s.cfg.BrokerURL, AckKey: base64.StdEncoding.EncodeToString(ackKey),
 	})
 	return nil
 }

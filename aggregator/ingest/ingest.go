@@ -51,6 +51,8 @@ type Store interface {
 	// order from one goroutine commit in that order.
 	ProposeEvent(ctx context.Context, tenant, device string, envelope []byte,
 		received time.Time) *store.PendingEvent
+	// AckKey is the key acks are signed with; nil publishes them unsigned.
+	AckKey() ed25519.PrivateKey
 }
 
 // Config configures the ingester.
@@ -477,8 +479,13 @@ func (in *Ingester) ack(tenant, device string, head event.Ack) {
 // ackAll publishes the heads and then waits for the broker to confirm them all.
 func (in *Ingester) ackAll(heads []inflight) {
 	toks := make([]mqtt.Token, len(heads))
+	key := in.store.AckKey()
 	for i, h := range heads {
-		b, err := json.Marshal(h.head)
+		a := h.head
+		if key != nil {
+			a = event.SignAck(key, h.tenant, h.device, a)
+		}
+		b, err := json.Marshal(a)
 		if err != nil {
 			in.log.Error("encode ack", "err", err)
 			continue

@@ -373,3 +373,30 @@ func TestOneDeviceUsesWholeQueue(t *testing.T) {
 		t.Fatalf("stored %d events, want the first %d", len(evs), size)
 	}
 }
+
+// TestAcksSigned: with an ack key in the state, every ack is signed with it for its
+// device, so agents can tell it from anything else published on their acks topic.
+func TestAcksSigned(t *testing.T) {
+	url := startEmbedded(t)
+	s := teststore.NewStore(t)
+	pub, err := s.EnsureAckKey(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	startIngest(t, url, s, "aggregator-"+t.Name())
+	a := testenv.NewAgent("acme", "fw1")
+	teststore.Enroll(t, s, a)
+	env, id := a.Next(event.Baseline)
+	publish(t, client(t, url), event.DeviceTopic("acme", "fw1", event.TopicEvents), env)
+	var ack event.Ack
+	testenv.WaitFor(t, 10*time.Second, "the event acked", func() bool {
+		ack = retainedAck(t, url, "acme", "fw1")
+		return ack.Seq == 1
+	})
+	if ack.ID != id || event.VerifyAck(pub, "acme", "fw1", ack) != nil {
+		t.Fatalf("ack %+v: not signed with the aggregator's ack key", ack)
+	}
+	if event.VerifyAck(pub, "acme", "fw2", ack) == nil {
+		t.Fatal("the signature holds for another device's topic")
+	}
+}

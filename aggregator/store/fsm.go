@@ -200,6 +200,8 @@ func (f *fsm) handler(tx *bolt.Tx, cmd command) (any, error) {
 		return decodeAndRun(tx, cmd.Payload, applyDeviationAction)
 	case cmdRecordFinding:
 		return decodeAndRun(tx, cmd.Payload, applyRecordFinding)
+	case cmdSetAckKey:
+		return decodeAndRun(tx, cmd.Payload, applySetAckKey)
 	}
 	return nil, fmt.Errorf("%w: unknown command type %q", ErrInvalid, cmd.Type)
 }

@@ -93,6 +93,7 @@ type Store struct {
 	cfg       Config
 	log       *slog.Logger
 	fsm       *fsm
+	ackKey    ackKeyCache
 	raft      *raft.Raft
 	logStore  *raftboltdb.BoltStore
 	layer     *tcpLayer

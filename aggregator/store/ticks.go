@@ -159,6 +159,9 @@ func (s *Store) RunLeaderDuties(ctx context.Context, interval time.Duration) {
 	}
 	s.RunWhileLeader(ctx, "leader_duties", func(ctx context.Context) {
 		since := time.Now()
+		if _, err := s.EnsureAckKey(ctx); err != nil && ctx.Err() == nil {
+			s.log.Warn("no ack signing key yet; acks go out unsigned", "err", err)
+		}
 		if err := s.registerSelf(ctx, time.Now()); err != nil && ctx.Err() == nil {
 			s.log.Warn("could not record this node in the node table", "err", err)
 		}

@@ -48,4 +48,8 @@ func ParseDeviceTopic(topic string) (tenant, device, kind string, err error) {
 type Ack struct {
 	Seq uint64 `json:"seq,string"`
 	ID  string `json:"id,omitempty"`
+	// Sig is the aggregator's Ed25519 signature over the device and the head (SignAck),
+	// standard base64; agents that learned the aggregator's ack key at enrollment accept
+	// only signed acks.
+	Sig string `json:"sig,omitempty"`
 }
