@@ -268,7 +268,9 @@ func (u *Uplink) Run(ctx context.Context) error {
 		SetKeepAlive(15*time.Second).
 		SetPingTimeout(5*time.Second).
 		SetWriteTimeout(u.cfg.PublishTimeout).
-		SetOrderMatters(false).
+		// Acks are handled in the order they arrive: out of order, an older ack would
+		// look like a head behind what was acknowledged. onAck never blocks.
+		SetOrderMatters(true).
 		SetWill(topicStatus, StatusOffline, 1, true).
 		SetOnConnectHandler(func(c mqtt.Client) {
 			u.linkUp()
