@@ -87,8 +87,8 @@ type engine struct {
 
 // Evaluate decides every change of o. In order, a change is
 //  1. covered by a planned change of an approved CR for the device, in its window, not
-//     yet seen on the device, with the same action, place and canonical text (and
-//     position, when the plan names one);
+//     yet seen on the device (or seen and rolled back), with the same action, place and
+//     canonical text (and position, when the plan names one);
 //  2. the rollback, inside the window, of a change a CR made on the device;
 //  3. the undoing of an open unauthorized change (a rule or element put back or taken
 //     away exactly; a table, chain or set created again by name is not), which resolves
@@ -199,11 +199,23 @@ func (e *engine) cover(k int) {
 		}
 		for j := range e.work[i].Changes {
 			p := &e.work[i].Changes[j]
-			if p.On(e.o.Device.Device) == nil && Covers(*p, ch) {
-				e.observe(i, j, model.Landed, "", "")
-				e.decide(k, Outcome{CR: e.work[i].ID})
-				return
+			ob := p.On(e.o.Device.Device)
+			if ob != nil && ob.Outcome != model.RolledBack || !Covers(*p, ch) {
+				continue
 			}
+			if ob == nil {
+				e.observe(i, j, model.Landed, "", "")
+			} else {
+				// Rolled back and put back inside the window (a rule moved by delete and
+				// insert, say): the plan holds again, as of this event.
+				c := e.cr(i)
+				ob = c.Changes[j].On(e.o.Device.Device)
+				ob.Outcome, ob.Event, ob.Seq, ob.Observed = model.Landed, e.o.EventID, e.o.Seq,
+					e.o.ObservedText
+				ob.UndoneEvent, ob.UndoneSeq = "", 0
+			}
+			e.decide(k, Outcome{CR: e.work[i].ID})
+			return
 		}
 	}
 }

@@ -40,7 +40,9 @@ func applySetAckKey(tx *bolt.Tx, c *setAckKeyCmd) (any, error) {
 }
 
 // ackKeyCache holds the key once read: it never changes after it is set.
-type ackKeyCache struct{ key atomic.Pointer[ed25519.PrivateKey] }
+type ackKeyCache struct {
+	key atomic.Pointer[ed25519.PrivateKey]
+}
 
 // AckKey returns the aggregator's ack signing key from this node's state, or nil while
 // none is set.

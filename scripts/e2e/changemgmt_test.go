@@ -271,6 +271,24 @@ func TestChangeManagementScenarios(t *testing.T) {
 			},
 		},
 		{
+			name: "a planned rule deleted and put back inside its window still implements its CR",
+			run: func(w *cmWorld) {
+				fw := w.device("fw1", cmFiled)
+				c := w.approved(cmFiled, win(model.CR{Device: "fw1",
+					Changes: []model.PlannedChange{planAdd(input, "tcp dport 443 accept")}}))
+				ids = []string{c.ID}
+				w.nft(fw, cmT.Add(time.Minute), "add rule inet filter input tcp dport 443 accept")
+				h := w.handle(fw, input, "tcp dport 443 accept")
+				w.nft(fw, cmT.Add(10*time.Minute), "delete rule inet filter input handle "+h)
+				w.nft(fw, cmT.Add(11*time.Minute), "insert rule inet filter input tcp dport 443 accept")
+				w.tick(cmT.Add(3 * time.Hour))
+			},
+			check: func(t *testing.T, w *cmWorld) {
+				crState(t, w, ids[0], model.CRVerified, model.Verified)
+				origin(t, w, "fw1", "tcp dport 443 accept", model.SourceCR, ids[0])
+			},
+		},
+		{
 			name: "set element added under a standard template",
 			run: func(w *cmWorld) {
 				w.policy(func(p *model.Policy) {
