@@ -138,6 +138,10 @@ func TestClusterKillLeaderDuringBurst(t *testing.T) {
 	t.Logf("killed leader %s with %d of %d events unacked", leader.ID, fleet.Unacked(),
 		devices*(changes+1))
 	check(t, fleet.WaitAcked(90*time.Second, 2*time.Second))
+	// The new leader signs acks with the same key, kept in the replicated state.
+	if n := fleet.BadAcks.Load(); n != 0 {
+		t.Fatalf("%d acks not signed with the ack key the devices enrolled with", n)
+	}
 	<-approvals
 	next, err := c.Leader(10 * time.Second)
 	check(t, err)

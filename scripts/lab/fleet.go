@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/url"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
@@ -30,6 +31,9 @@ type Fleet struct {
 	devices []*SimDevice
 	byTopic map[string]*SimDevice
 	acked   chan struct{} // signalled on every ack
+	// BadAcks counts acks whose signature did not verify under the ack key the device
+	// learnt at enrollment (they are ignored, as an agent ignores them).
+	BadAcks atomic.Int64
 }
 
 // SimDevice is one simulated agent.
@@ -37,6 +41,7 @@ type SimDevice struct {
 	Tenant, Device string
 	signer         *event.Signer
 	key            ed25519.PrivateKey
+	ackKey         ed25519.PublicKey // from the enrollment response
 	// Envelopes and IDs of the events sealed so far; index seq-1.
 	Envelopes [][]byte
 	IDs       []string
@@ -83,6 +88,11 @@ func (f *Fleet) onAck(_ mqtt.Client, m mqtt.Message) {
 	now := time.Now()
 	f.mu.Lock()
 	d := f.byTopic[m.Topic()]
+	if d != nil && d.ackKey != nil && event.VerifyAck(d.ackKey, d.Tenant, d.Device, a) != nil {
+		f.mu.Unlock()
+		f.BadAcks.Add(1)
+		return
+	}
 	if d != nil && a.Seq > d.Acked && a.Seq <= uint64(len(d.IDs)) && d.IDs[a.Seq-1] == a.ID {
 		for s := d.Acked + 1; s <= a.Seq; s++ {
 			d.AckedAt[s-1] = now
@@ -109,11 +119,19 @@ func (f *Fleet) Enroll(post Poster, tenant, device string) (*SimDevice, error) {
 	if err != nil {
 		return nil, err
 	}
+	var enrolled struct {
+		AckKey string `json:"ack_key"`
+	}
 	if err := post("POST", "/v1/enroll", map[string]string{"token": tok.Token,
-		"public_key": base64.StdEncoding.EncodeToString(pub)}, nil); err != nil {
+		"public_key": base64.StdEncoding.EncodeToString(pub)}, &enrolled); err != nil {
 		return nil, fmt.Errorf("enroll: %w", err)
 	}
-	d := &SimDevice{Tenant: tenant, Device: device, key: key, signer: event.NewSigner(key)}
+	ackKey, err := base64.StdEncoding.DecodeString(enrolled.AckKey)
+	if err != nil || len(ackKey) != ed25519.PublicKeySize {
+		return nil, fmt.Errorf("enroll: no ack key in the response (%q)", enrolled.AckKey)
+	}
+	d := &SimDevice{Tenant: tenant, Device: device, key: key, signer: event.NewSigner(key),
+		ackKey: ed25519.PublicKey(ackKey)}
 	f.mu.Lock()
 	f.devices = append(f.devices, d)
 	f.byTopic[event.DeviceTopic(tenant, device, event.TopicAcks)] = d
