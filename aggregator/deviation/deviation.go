@@ -516,7 +516,7 @@ func inverse(ch ruleset.Change) (ruleset.Change, bool) {
 		out.Kind = ruleset.ElementRemoved
 	case ruleset.ElementRemoved:
 		out.Kind = ruleset.ElementAdded
-	case ruleset.ChainPolicy:
+	case ruleset.ChainPolicy, ruleset.ObjectChanged:
 		out.Before, out.After = ch.After, ch.Before
 	case ruleset.TableAdded:
 		out.Kind = ruleset.TableRemoved
@@ -549,6 +549,8 @@ func sameItem(d *model.Deviation, ch ruleset.Change) bool {
 		return d.Set == ch.Set && d.Element == ch.Element
 	case ruleset.ChainPolicy:
 		return d.After == ch.After && d.Before == ch.Before
+	case ruleset.ObjectChanged:
+		return d.Object == ch.Object && d.After == ch.After && d.Before == ch.Before
 	case ruleset.SetAdded, ruleset.SetRemoved:
 		return d.Set == ch.Set
 	}
@@ -621,7 +623,7 @@ func (r *Result) Grouped(i int) bool { return i < len(r.Heads) && r.Heads[i] >= 
 // changes that would undo it.
 func IndexKey(d *model.Deviation) string {
 	return indexKey(string(d.Kind), d.Change, d.Family, d.Table, d.Chain,
-		itemKey(d.Change, d.Rule, d.Set, d.Element, d.Before, d.After))
+		itemKey(d.Change, d.Rule, d.Set, d.Element, d.Object, d.Before, d.After))
 }
 
 // KindPrefix is the start of the IndexKey of every deviation of kind.
@@ -638,7 +640,8 @@ func UndoKeys(changes []ruleset.Change) map[string]bool {
 			continue
 		}
 		out[indexKey("", inv.Kind, inv.Family, inv.Table, inv.Chain,
-			itemKey(inv.Kind, inv.Rule, inv.Set, inv.Element, inv.Before, inv.After))] = true
+			itemKey(inv.Kind, inv.Rule, inv.Set, inv.Element, inv.Object, inv.Before,
+				inv.After))] = true
 	}
 	return out
 }
@@ -656,8 +659,10 @@ func indexKey(kind string, change ruleset.ChangeKind, family, table, chain, item
 }
 
 // itemKey is what sameItem compares for a change kind.
-func itemKey(kind ruleset.ChangeKind, rule, set, element, before, after string) string {
+func itemKey(kind ruleset.ChangeKind, rule, set, element, object, before, after string) string {
 	switch kind {
+	case ruleset.ObjectChanged:
+		return object + "\x00" + before + "\x00" + after
 	case ruleset.RuleAdded, ruleset.RuleRemoved:
 		return rule
 	case ruleset.ElementAdded, ruleset.ElementRemoved:

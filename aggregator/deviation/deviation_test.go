@@ -242,3 +242,39 @@ func TestUnauthorizedFields(t *testing.T) {
 		t.Fatalf("got %+v\nwant %+v", res.Deviations, want)
 	}
 }
+
+// TestValueChangedBack: an object's value changed without approval and changed back
+// (an SNMP scalar, say) resolves the deviation as a rollback, as a rule put back does;
+// changing it to a third value does not.
+func TestValueChangedBack(t *testing.T) {
+	dev := &model.Device{Tenant: "acme", Device: "fw1"}
+	change := func(before, after string) ruleset.Change {
+		return ruleset.Change{Kind: ruleset.ObjectChanged, Family: "snmp", Table: "system",
+			Object: "scalar sysContact", Before: before, After: after}
+	}
+	first := Evaluate(Observation{Tenant: "acme", Device: dev, EventID: "e1", Seq: 2,
+		Observed: t0, Received: t0, Changes: []ruleset.Change{change(`"root"`, `"noc"`)},
+		FirstDeviation: 1}, Input{})
+	if len(first.Deviations) != 1 {
+		t.Fatalf("first change: %+v", first.Deviations)
+	}
+	open := first.Deviations[0]
+	open.ID = DeviationID(1)
+	third := Evaluate(Observation{Tenant: "acme", Device: dev, EventID: "e2", Seq: 3,
+		Observed: t0, Received: t0, Changes: []ruleset.Change{change(`"noc"`, `"ops"`)},
+		FirstDeviation: 2}, Input{Open: []*model.Deviation{&open}})
+	if len(third.Resolved) != 0 || len(third.Deviations) != 1 {
+		t.Fatalf("changed to a third value: resolved %d, raised %d", len(third.Resolved),
+			len(third.Deviations))
+	}
+	back := Evaluate(Observation{Tenant: "acme", Device: dev, EventID: "e3", Seq: 3,
+		Observed: t0, Received: t0, Changes: []ruleset.Change{change(`"noc"`, `"root"`)},
+		FirstDeviation: 2}, Input{Open: []*model.Deviation{&open}})
+	if len(back.Resolved) != 1 || back.Resolved[0].ID != open.ID || len(back.Deviations) != 0 ||
+		back.Resolved[0].Resolution != model.ResolvedRollback {
+		t.Fatalf("changed back: resolved %+v, raised %+v", back.Resolved, back.Deviations)
+	}
+	if !UndoKeys([]ruleset.Change{change(`"noc"`, `"root"`)})[KeyWithoutKind(IndexKey(&open))] {
+		t.Fatal("the store's index would not find the deviation the change undoes")
+	}
+}
