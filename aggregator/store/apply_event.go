@@ -208,7 +208,7 @@ func observe(tx *bolt.Tx, c *appendEventCmd, d *model.Device, e *event.Event, id
 	if e.Kind == event.Heartbeat {
 		return nil
 	}
-	st, err := loadDevState(tx, c.Tenant, c.Device)
+	st, err := takeDevState(tx, c.Tenant, c.Device)
 	if err != nil {
 		return err
 	}

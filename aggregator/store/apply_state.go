@@ -1,8 +1,10 @@
 package store
 
 import (
+	"encoding/binary"
 	"slices"
 	"strings"
+	"sync"
 
 	bolt "go.etcd.io/bbolt"
 
@@ -18,11 +20,8 @@ import (
 
 func chainKey(family, table, chain string) string { return family + " " + table + " " + chain }
 
-// TODO: the whole view (every rule and origin of the device, as one JSON record) is
-// decoded and encoded for every event, so an event costs time in the size of the
-// device's ruleset, on every node: in BenchmarkAppendChanges this is half the state
-// machine's time with a few hundred rules per device. Keep it per chain (with per-chain
-// digests for the Exact check) and read only the chains an event touches.
+// loadDevState decodes a device's view. Readers use it; a command that writes the view
+// back takes it with takeDevState.
 func loadDevState(tx *bolt.Tx, tenant, device string) (*model.DeviceState, error) {
 	var st model.DeviceState
 	ok, err := getJSON(tx.Bucket(bucketDevStates), deviceKey(tenant, device), &st)
@@ -35,8 +34,78 @@ func loadDevState(tx *bolt.Tx, tenant, device string) (*model.DeviceState, error
 	return &st, nil
 }
 
+// The view is one JSON record per device, and decoding it was half the state machine's
+// time (BenchmarkAppendChanges). So each state file keeps, in memory, the decoded view
+// its device's last write left, with that write's number (bucketDevVersions, written in
+// the same transaction). A command that will write the view back takes it from there
+// when the numbers still agree; it leaves the cache when taken, so a transaction that is
+// rolled back after changing it leaves nothing stale behind (the numbers then disagree, or
+// there is nothing to take, and the record is decoded). The record stays the state; the
+// cache only spares decoding it.
+// TODO: encoding is still in the size of the device's ruleset for every event; keep the
+// view per chain (with per-chain digests for the Exact check) to make it the size of the
+// change.
+var devCaches sync.Map // *bolt.DB → *devCache
+
+type devCache struct {
+	mu sync.Mutex
+	m  map[string]cachedDevState
+}
+
+type cachedDevState struct {
+	version uint64
+	st      *model.DeviceState
+}
+
+func devCacheOf(tx *bolt.Tx) *devCache {
+	if c, ok := devCaches.Load(tx.DB()); ok {
+		return c.(*devCache)
+	}
+	c, _ := devCaches.LoadOrStore(tx.DB(), &devCache{m: map[string]cachedDevState{}})
+	return c.(*devCache)
+}
+
+// forgetDevCache drops the cache of a state file that is closed.
+func forgetDevCache(db *bolt.DB) { devCaches.Delete(db) }
+
+func devVersion(tx *bolt.Tx, key []byte) uint64 {
+	if v := tx.Bucket(bucketDevVersions).Get(key); len(v) == 8 {
+		return binary.BigEndian.Uint64(v)
+	}
+	return 0
+}
+
+// takeDevState returns a device's view for a command that writes it back with
+// putDevState (or drops it): the caller owns the value.
+func takeDevState(tx *bolt.Tx, tenant, device string) (*model.DeviceState, error) {
+	key := deviceKey(tenant, device)
+	c := devCacheOf(tx)
+	c.mu.Lock()
+	e, ok := c.m[string(key)]
+	delete(c.m, string(key))
+	c.mu.Unlock()
+	if ok && e.version == devVersion(tx, key) {
+		return e.st, nil
+	}
+	return loadDevState(tx, tenant, device)
+}
+
+// putDevState writes a device's view and keeps it, decoded, for the next command that
+// takes it. The caller must not change st afterwards.
 func putDevState(tx *bolt.Tx, st *model.DeviceState) error {
-	return putJSON(tx.Bucket(bucketDevStates), deviceKey(st.Tenant, st.Device), st)
+	key := deviceKey(st.Tenant, st.Device)
+	if err := putJSON(tx.Bucket(bucketDevStates), key, st); err != nil {
+		return err
+	}
+	v := devVersion(tx, key) + 1
+	if err := tx.Bucket(bucketDevVersions).Put(key, u64(v)); err != nil {
+		return err
+	}
+	c := devCacheOf(tx)
+	c.mu.Lock()
+	c.m[string(key)] = cachedDevState{version: v, st: st}
+	c.mu.Unlock()
+	return nil
 }
 
 // originOf is the origin an added rule takes from the engine's outcome.
@@ -276,7 +345,7 @@ func applyDiff(st *model.DeviceState, seq uint64, changes []ruleset.Change, orig
 // creditRules gives the rules a deviation brought, on its device, the CR that
 // retroactively authorized them.
 func creditRules(tx *bolt.Tx, d *model.Deviation, cr string) error {
-	st, err := loadDevState(tx, d.Tenant, d.Device)
+	st, err := takeDevState(tx, d.Tenant, d.Device)
 	if err != nil || st == nil {
 		return err
 	}

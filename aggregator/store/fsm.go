@@ -98,6 +98,7 @@ func (f *fsm) close() error {
 	if f.db == nil {
 		return nil
 	}
+	forgetDevCache(f.db)
 	err := f.db.Close()
 	f.db = nil
 	return err
@@ -243,6 +244,7 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.db != nil {
+		forgetDevCache(f.db)
 		if err := f.db.Close(); err != nil {
 			return fmt.Errorf("restore: close state: %w", err)
 		}

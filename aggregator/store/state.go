@@ -32,9 +32,13 @@ var (
 	// emergency CRs whose review is due: tenant/id → empty.
 	bucketWindows = []byte("windows")
 
+	// bucketDevVersions counts the writes of each device's view: tenant/device →
+	// big-endian count (apply_state.go keeps decoded views by it).
+	bucketDevVersions = []byte("devversions")
+
 	allBuckets = [][]byte{bucketMeta, bucketEnrollments, bucketDevices, bucketRulesets,
 		bucketEvents, bucketEnvelopes, bucketCRs, bucketDeviations, bucketCounters,
-		bucketPolicies, bucketDevStates, bucketOpenDevs, bucketWindows}
+		bucketPolicies, bucketDevStates, bucketOpenDevs, bucketWindows, bucketDevVersions}
 
 	keyApplied = []byte("applied_index")
 )
