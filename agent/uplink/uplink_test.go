@@ -25,6 +25,40 @@ import (
 	"github.com/fenceline/fenceline/shared/event"
 )
 
+// mosquittoAndOutbox starts a real Mosquitto on loopback and opens a fresh outbox; both
+// go when the test ends.
+func mosquittoAndOutbox(t *testing.T) (string, *outbox.Outbox) {
+	t.Helper()
+	if err := lab.CheckHost("mosquitto"); err != nil {
+		t.Skip(err)
+	}
+	l := lab.New("", t.TempDir(), "")
+	t.Cleanup(func() { l.Close() })
+	broker, _, err := l.Mosquitto()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return broker, openOutbox(t)
+}
+
+func openOutbox(t *testing.T) *outbox.Outbox {
+	t.Helper()
+	ob, err := outbox.Open(filepath.Join(t.TempDir(), "outbox.db"), outbox.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ob.Close() })
+	return ob
+}
+
+// run runs the uplink until the test ends.
+func run(t *testing.T, u *Uplink) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- u.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+}
+
 // syncBuffer is a log sink safe for the uplink's goroutines.
 type syncBuffer struct {
 	mu sync.Mutex
@@ -76,8 +110,8 @@ func repeats(msg string) bool {
 	return strings.Contains(msg, "network Error")
 }
 
-// TestLinkStatusAndLogs: an agent whose broker is unreachable says so once at info with
-// the broker and the cause, retries at debug, says when it connects, and says when the
+// TestLinkStatusAndLogs: an agent whose broker is unreachable warns once with the
+// broker and the cause, retries at debug, says when it connects, and says when the
 // connection is lost; Status reports each state.
 func TestLinkStatusAndLogs(t *testing.T) {
 	if err := lab.CheckHost("mosquitto"); err != nil {
@@ -88,19 +122,12 @@ func TestLinkStatusAndLogs(t *testing.T) {
 		t.Fatal(err)
 	}
 	broker := fmt.Sprintf("tcp://127.0.0.1:%d", port)
-	ob, err := outbox.Open(filepath.Join(t.TempDir(), "outbox.db"), outbox.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ob.Close()
+	ob := openOutbox(t)
 	logs := &syncBuffer{}
 	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	u := New(Config{BrokerURL: broker, Tenant: "acme", Device: "fw-1",
 		ConnectRetry: 50 * time.Millisecond}, ob, nil, log)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- u.Run(ctx) }()
-	defer func() { cancel(); <-done }()
+	run(t, u)
 
 	waitFor(t, 10*time.Second, "three failed attempts", func() bool {
 		return u.Status().FailedAttempts >= 3
@@ -162,29 +189,13 @@ func chainEvent(seq uint64, prev string) ([]byte, string, error) {
 // a foreign head seen once; a foreign head the aggregator repeats in answer to its
 // publishes still re-anchors the chain.
 func TestForgedAcks(t *testing.T) {
-	if err := lab.CheckHost("mosquitto"); err != nil {
-		t.Skip(err)
-	}
-	l := lab.New("", t.TempDir(), "")
-	defer l.Close()
-	broker, _, err := l.Mosquitto()
-	if err != nil {
-		t.Fatal(err)
-	}
-	ob, err := outbox.Open(filepath.Join(t.TempDir(), "outbox.db"), outbox.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ob.Close()
+	broker, ob := mosquittoAndOutbox(t)
 	logs := &syncBuffer{}
 	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	// A window of two and no aggregator: two events leave, the rest wait for an ack.
 	u := New(Config{BrokerURL: broker, Tenant: "acme", Device: "fw-1", Batch: 2, Window: 2,
 		ResendAfter: 200 * time.Millisecond, ConnectRetry: 50 * time.Millisecond}, ob, nil, log)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- u.Run(ctx) }()
-	defer func() { cancel(); <-done }()
+	run(t, u)
 	waitFor(t, 10*time.Second, "connected", func() bool { return u.Status().Connected })
 
 	// The forger: sees the events topic, publishes on the acks topic.
@@ -289,20 +300,7 @@ func TestForgedAcks(t *testing.T) {
 // answers the ones after it with its unchanged head; the uplink resends from there at
 // once instead of waiting ResendAfter.
 func TestGapHeadResends(t *testing.T) {
-	if err := lab.CheckHost("mosquitto"); err != nil {
-		t.Skip(err)
-	}
-	l := lab.New("", t.TempDir(), "")
-	defer l.Close()
-	broker, _, err := l.Mosquitto()
-	if err != nil {
-		t.Fatal(err)
-	}
-	ob, err := outbox.Open(filepath.Join(t.TempDir(), "outbox.db"), outbox.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ob.Close()
+	broker, ob := mosquittoAndOutbox(t)
 	for range 20 {
 		if _, err := ob.Append(chainEvent, nil); err != nil {
 			t.Fatal(err)
@@ -346,10 +344,7 @@ func TestGapHeadResends(t *testing.T) {
 
 	u := New(Config{BrokerURL: broker, Tenant: "acme", Device: "fw-1", Batch: 2, Window: 4,
 		ResendAfter: time.Minute}, ob, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- u.Run(ctx) }()
-	defer func() { cancel(); <-done }()
+	run(t, u)
 	waitFor(t, 10*time.Second, "every event acknowledged well before ResendAfter", func() bool {
 		h, _ := ob.Head()
 		return h.Acked == 20 && h.Count == 0
@@ -361,30 +356,14 @@ func TestGapHeadResends(t *testing.T) {
 // events topic) deletes nothing, nor does one signed by another key or for another
 // device; the aggregator's own ack is applied.
 func TestSignedAcks(t *testing.T) {
-	if err := lab.CheckHost("mosquitto"); err != nil {
-		t.Skip(err)
-	}
-	l := lab.New("", t.TempDir(), "")
-	defer l.Close()
-	broker, _, err := l.Mosquitto()
-	if err != nil {
-		t.Fatal(err)
-	}
-	ob, err := outbox.Open(filepath.Join(t.TempDir(), "outbox.db"), outbox.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ob.Close()
+	broker, ob := mosquittoAndOutbox(t)
 	pub, key, _ := ed25519.GenerateKey(nil)
 	_, otherKey, _ := ed25519.GenerateKey(nil)
 	m := NewMetrics(nil)
 	u := New(Config{BrokerURL: broker, Tenant: "acme", Device: "fw-1", AckKey: pub,
 		ResendAfter: time.Hour, ConnectRetry: 50 * time.Millisecond}, ob, m,
 		slog.New(slog.NewTextHandler(io.Discard, nil)))
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- u.Run(ctx) }()
-	defer func() { cancel(); <-done }()
+	run(t, u)
 	waitFor(t, 10*time.Second, "connected", func() bool { return u.Status().Connected })
 
 	var last string
