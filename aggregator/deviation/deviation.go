@@ -200,12 +200,17 @@ func (e *engine) cover(k int) {
 		for j := range e.work[i].Changes {
 			p := &e.work[i].Changes[j]
 			ob := p.On(e.o.Device.Device)
-			if ob != nil && ob.Outcome != model.RolledBack || !Covers(*p, ch) {
+			// A config change covers every change to what it names in the window.
+			again := p.Action == model.ActionConfig
+			if ob != nil && ob.Outcome != model.RolledBack && !again || !Covers(*p, ch) {
 				continue
 			}
-			if ob == nil {
+			switch {
+			case ob == nil:
 				e.observe(i, j, model.Landed, "", "")
-			} else {
+			case ob.Outcome != model.RolledBack:
+				// Seen already (a config change): covered again, nothing new to record.
+			default:
 				// Rolled back and put back inside the window (a rule moved by delete and
 				// insert, say): the plan holds again, as of this event.
 				c := e.cr(i)
@@ -486,6 +491,15 @@ func actualText(ch ruleset.Change) string {
 // for plans stored without one, the same text with whitespace collapsed), and the same
 // position when the plan names one.
 func Covers(p model.PlannedChange, ch ruleset.Change) bool {
+	if p.Action == model.ActionConfig {
+		switch ch.Kind {
+		case ruleset.ObjectAdded, ruleset.ObjectRemoved, ruleset.ObjectChanged:
+			return p.Object == "" || p.Text() == model.NormalizeText(ch.Object)
+		case ruleset.TableAdded, ruleset.TableRemoved, ruleset.TableChanged:
+			return p.Object == ""
+		}
+		return false
+	}
 	if actionOf(ch.Kind) != p.Action || p.Where() != where(ch) {
 		return false
 	}

@@ -278,3 +278,34 @@ func TestValueChangedBack(t *testing.T) {
 		t.Fatal("the store's index would not find the deviation the change undoes")
 	}
 }
+
+// TestConfigChangePlans: a planned configuration change covers every change to the
+// configuration objects it names (any, or one row) on its device in its window.
+func TestConfigChangePlans(t *testing.T) {
+	dev := &model.Device{Tenant: "acme", Device: "fw1"}
+	obj := func(name string) ruleset.Change {
+		return ruleset.Change{Kind: ruleset.ObjectChanged, Family: "snmp", Table: "interfaces",
+			Object: name, Before: `"up"`, After: `"down"`}
+	}
+	obs := t0.Add(10 * time.Minute)
+	eval := func(plan model.PlannedChange, changes ...ruleset.Change) Result {
+		return Evaluate(Observation{Tenant: "acme", Device: dev, EventID: "e1", Seq: 2,
+			Observed: obs, Received: obs, Changes: changes, FirstDeviation: 1},
+			Input{CRs: []*model.CR{approved("CR-1", plan)}})
+	}
+	any := model.PlannedChange{Action: model.ActionConfig}
+	res := eval(any, obj("ifEntry 2"), obj("ifEntry 3"))
+	if len(res.Deviations) != 0 || len(res.Updated) != 1 || res.Updated[0].State != model.CRImplemented {
+		t.Fatalf("any object: deviations %+v, updated %+v", res.Deviations, res.Updated)
+	}
+	row := model.PlannedChange{Action: model.ActionConfig, Object: "ifEntry 2"}
+	res = eval(row, obj("ifEntry 2"), obj("ifEntry 3"))
+	if len(res.Deviations) != 1 || res.Deviations[0].Object != "ifEntry 3" {
+		t.Fatalf("one row planned: deviations %+v", res.Deviations)
+	}
+	rule := ruleset.Change{Kind: ruleset.RuleAdded, Family: "inet", Table: "filter",
+		Chain: "input", Position: 1, Rule: "accept"}
+	if res := eval(any, rule); len(res.Deviations) != 1 {
+		t.Fatalf("a config change covered a rule: %+v", res.Deviations)
+	}
+}

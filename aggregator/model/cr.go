@@ -69,11 +69,15 @@ const (
 	ActionDeleteElement = "delete_element"
 	// ActionPolicy changes a base chain's policy.
 	ActionPolicy = "policy"
+	// ActionConfig is a configuration change on a device watched over SNMP (or to named
+	// objects of a ruleset): any change to its configuration objects in the window, or
+	// only to the one Object names ("ifEntry 2", "scalar sysContact").
+	ActionConfig = "config"
 )
 
 // Actions lists the planned change actions.
 var Actions = []string{ActionAdd, ActionDelete, ActionAddElement, ActionDeleteElement,
-	ActionPolicy}
+	ActionPolicy, ActionConfig}
 
 // CR is a change request.
 type CR struct {
@@ -158,6 +162,9 @@ type PlannedChange struct {
 	Element string `json:"element,omitempty"`
 	// Policy is the new policy of a chain: accept or drop.
 	Policy string `json:"policy,omitempty"`
+	// Object narrows a config change to one object (an SNMP row or scalar, as events
+	// name it: "ifEntry 2"); empty: any configuration object of the device.
+	Object string `json:"object,omitempty"`
 	// Position is where an added rule goes (1-based); zero means anywhere.
 	Position int `json:"position,omitempty"`
 	// Canonical is the rule or element in the agent's canonical form, as the aggregator
@@ -219,6 +226,8 @@ func (p *PlannedChange) Text() string {
 		return NormalizeText(p.Element)
 	case p.Action == ActionPolicy:
 		return p.Policy
+	case p.Action == ActionConfig:
+		return NormalizeText(p.Object)
 	}
 	return NormalizeText(p.Rule)
 }
@@ -234,6 +243,11 @@ func (p *PlannedChange) Where() string {
 // Describe is a one-line description: "add inet filter input: tcp dport 443 accept".
 func (p *PlannedChange) Describe() string {
 	switch p.Action {
+	case ActionConfig:
+		if p.Object == "" {
+			return "config change: any configuration object"
+		}
+		return "config change: " + p.Text()
 	case ActionPolicy:
 		return "policy " + p.Where() + ": " + p.Policy
 	case ActionAddElement, ActionDeleteElement:

@@ -93,6 +93,10 @@ func validatePlanned(c model.PlannedChange) error {
 		if strings.TrimSpace(c.Element) == "" {
 			return fmt.Errorf("element is empty")
 		}
+	case model.ActionConfig:
+		if strings.ContainsAny(c.Object, "|\n") {
+			return fmt.Errorf("object %q: one object name, e.g. \"ifEntry 2\"", c.Object)
+		}
 	case model.ActionPolicy:
 		if err := place("chain", c.Chain); err != nil {
 			return err

@@ -289,6 +289,25 @@ func TestChangeManagementScenarios(t *testing.T) {
 			},
 		},
 		{
+			name: "a planned configuration change covers the object it names, nothing else",
+			run: func(w *cmWorld) {
+				fw := w.device("fw1", cmFiled)
+				c := w.approved(cmFiled, win(model.CR{Device: "fw1",
+					Changes: []model.PlannedChange{{Action: model.ActionConfig, Object: "quota q1"}}}))
+				ids = []string{c.ID}
+				w.nft(fw, cmT.Add(time.Minute), "add quota inet filter q1 { over 100 mbytes }")
+				w.nft(fw, cmT.Add(2*time.Minute), "add quota inet filter q2 { over 5 mbytes }")
+				w.tick(cmT.Add(3 * time.Hour))
+			},
+			want: []string{"unauthorized"},
+			check: func(t *testing.T, w *cmWorld) {
+				crState(t, w, ids[0], model.CRVerified, model.Verified)
+				if d := w.deviations()[0]; d.Object != "quota q2" {
+					t.Errorf("deviation about %q, want quota q2", d.Object)
+				}
+			},
+		},
+		{
 			name: "set element added under a standard template",
 			run: func(w *cmWorld) {
 				w.policy(func(p *model.Policy) {

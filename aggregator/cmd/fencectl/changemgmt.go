@@ -158,8 +158,30 @@ func (a *app) crCreateCmd() *cobra.Command {
 		"planned set element removal 'family table set|element' (repeatable)")
 	f.Var(&changesFlag{action: model.ActionPolicy, changes: &changes}, "policy",
 		"planned chain policy 'family table chain|accept or drop' (repeatable)")
+	f.Var(&configFlag{changes: &changes}, "config",
+		"planned configuration change of a device watched over SNMP: an object as events name "+
+			"it ('ifEntry 2', 'scalar sysContact'), or 'any' (repeatable)")
 	f.StringVar(&file, "file", "", "read the CR from a JSON file")
 	return cmd
+}
+
+// configFlag collects planned configuration changes (--config OBJECT, or any).
+type configFlag struct{ changes *[]model.PlannedChange }
+
+func (f *configFlag) String() string { return "" }
+func (f *configFlag) Type() string   { return "OBJECT" }
+
+func (f *configFlag) Set(v string) error {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return fmt.Errorf("want an object name such as 'ifEntry 2', or 'any'")
+	}
+	p := model.PlannedChange{Action: model.ActionConfig}
+	if v != "any" {
+		p.Object = v
+	}
+	*f.changes = append(*f.changes, p)
+	return nil
 }
 
 func mergeCR(dst, flags *api.CRRequest, changes []model.PlannedChange) {
