@@ -13,6 +13,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	mrand "math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -149,13 +150,44 @@ func Nft(ns string, args ...string) (string, error) {
 }
 
 // FreePort returns a TCP port that is free on 127.0.0.1 right now.
+//
+// The port is drawn below the kernel's ephemeral range: a port the kernel handed out
+// as free is soon taken again by some outgoing connection (the lab's processes make
+// many), before the process it was meant for binds it.
 func FreePort() (int, error) {
+	low := ephemeralLow()
+	for range 200 {
+		p := 10000 + mrand.IntN(low-10000)
+		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
+		if err != nil {
+			continue
+		}
+		l.Close()
+		return p, nil
+	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return 0, err
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// ephemeralLow is the start of the kernel's ephemeral port range (32768 if unknown).
+func ephemeralLow() int {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return 32768
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return 32768
+	}
+	n, err := strconv.Atoi(f[0])
+	if err != nil || n <= 11000 {
+		return 32768
+	}
+	return n
 }
 
 // WaitFor polls cond every 20 ms until it holds or timeout passes. The error carries
@@ -360,6 +392,19 @@ type Aggregator struct {
 // Aggregator starts fenceline-aggregator with the example config on free loopback ports,
 // using brokerURL, or its embedded broker when brokerURL is empty.
 func (l *Lab) Aggregator(name, brokerURL string) (*Aggregator, error) {
+	// A port found free can still be taken before the aggregator binds it; try again on
+	// other ports then.
+	for attempt := 1; ; attempt++ {
+		a, err := l.aggregator(name, brokerURL)
+		if err == nil || attempt == 3 || a == nil || !a.Exited() ||
+			!strings.Contains(a.Tail(20), "address already in use") {
+			return a, err
+		}
+		os.RemoveAll(a.DataDir)
+	}
+}
+
+func (l *Lab) aggregator(name, brokerURL string) (*Aggregator, error) {
 	ports := make([]int, 3)
 	for i := range ports {
 		p, err := FreePort()
@@ -386,8 +431,22 @@ func (l *Lab) Aggregator(name, brokerURL string) (*Aggregator, error) {
 		return nil, err
 	}
 	a := &Aggregator{Proc: p, lab: l, API: "http://" + httpAddr, DataDir: dataDir}
-	if err := a.WaitHealthy(30 * time.Second); err != nil {
-		return nil, err
+	err = WaitFor(30*time.Second, name+" /healthz", func() (bool, string) {
+		if a.Exited() {
+			return true, "" // no use waiting
+		}
+		resp, err := http.Get(a.API + "/healthz")
+		if err != nil {
+			return false, err.Error()
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK, resp.Status
+	})
+	if err == nil && a.Exited() {
+		err = fmt.Errorf("%s exited at start:\n%s", name, a.Tail(10))
+	}
+	if err != nil {
+		return a, err
 	}
 	tok, err := os.ReadFile(filepath.Join(dataDir, "admin.token"))
 	if err != nil {
