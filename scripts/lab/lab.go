@@ -13,7 +13,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	mrand "math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -24,6 +23,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/fenceline/fenceline/internal/freeport"
 )
 
 // Lab owns the processes and namespaces it started.
@@ -149,46 +150,8 @@ func Nft(ns string, args ...string) (string, error) {
 	return string(out), nil
 }
 
-// FreePort returns a TCP port that is free on 127.0.0.1 right now.
-//
-// The port is drawn below the kernel's ephemeral range: a port the kernel handed out
-// as free is soon taken again by some outgoing connection (the lab's processes make
-// many), before the process it was meant for binds it.
-func FreePort() (int, error) {
-	low := ephemeralLow()
-	for range 200 {
-		p := 10000 + mrand.IntN(low-10000)
-		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
-		if err != nil {
-			continue
-		}
-		l.Close()
-		return p, nil
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
-// ephemeralLow is the start of the kernel's ephemeral port range (32768 if unknown).
-func ephemeralLow() int {
-	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
-	if err != nil {
-		return 32768
-	}
-	f := strings.Fields(string(b))
-	if len(f) == 0 {
-		return 32768
-	}
-	n, err := strconv.Atoi(f[0])
-	if err != nil || n <= 11000 {
-		return 32768
-	}
-	return n
-}
+// FreePort returns a TCP port that is free on 127.0.0.1 right now (freeport.Port).
+func FreePort() (int, error) { return freeport.Port() }
 
 // WaitFor polls cond every 20 ms until it holds or timeout passes. The error carries
 // cond's last status.

@@ -8,11 +8,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"os"
 	"testing"
 	"time"
 
+	"github.com/fenceline/fenceline/internal/freeport"
 	"github.com/fenceline/fenceline/shared/event"
 	"github.com/fenceline/fenceline/shared/ruleset"
 )
@@ -36,12 +36,11 @@ func (w tWriter) Write(p []byte) (int, error) {
 // FreeAddr returns a 127.0.0.1 address with a port that is free right now.
 func FreeAddr(t testing.TB) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	p, err := freeport.Port()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().String()
+	return fmt.Sprintf("127.0.0.1:%d", p)
 }
 
 // Agent signs a device's chain of events as the real agent does.
