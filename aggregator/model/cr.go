@@ -226,6 +226,8 @@ func (p *PlannedChange) Text() string {
 		return NormalizeText(p.Element)
 	case p.Action == ActionPolicy:
 		return p.Policy
+	case p.Action == ActionConfig && p.Object == "":
+		return "any"
 	case p.Action == ActionConfig:
 		return NormalizeText(p.Object)
 	}
