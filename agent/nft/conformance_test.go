@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fenceline/fenceline/internal/nstest"
 	"github.com/fenceline/fenceline/shared/nftcanon/nftlist"
 	"github.com/fenceline/fenceline/shared/ruleset"
 )
@@ -268,7 +269,7 @@ func (g *groupResult) sum() (r fileResult, loaded, skipped int) {
 func TestConformance(t *testing.T) {
 	requireKernel(t)
 	dir := requireCorpus(t)
-	ifaces := corpusIfaces(t, dir)
+	ifaces := nstest.CorpusInterfaces(t, dir)
 	var results []*groupResult
 	for _, g := range selectedGroups(t) {
 		files, err := filepath.Glob(filepath.Join(dir, g.glob))
@@ -324,7 +325,7 @@ func TestConformance(t *testing.T) {
 func conformFile(t *testing.T, file string, ifaces []string) fileResult {
 	base := filepath.Base(file)
 	ns := newNS(t)
-	addDummies(t, ns, ifaces)
+	nstest.AddInterfaces(t, ns, ifaces)
 	if _, err := inNS(ns, "nft", "-f", file); err != nil {
 		// Upstream test rulesets include features this kernel lacks (flowtables, queue,
 		// bridge meta and reject, …); the curated ones all load.

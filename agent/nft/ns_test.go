@@ -1,10 +1,6 @@
 package nft
 
 import (
-	"os"
-	"path/filepath"
-	"regexp"
-	"strings"
 	"testing"
 
 	"github.com/fenceline/fenceline/internal/nstest"
@@ -34,41 +30,11 @@ func mustNS(t testing.TB, ns string, args ...string) string {
 	return out
 }
 
-// addDummies creates placeholder interfaces in the namespace: dummy devices, or ifb
-// devices on kernels built without the dummy driver.
-func addDummies(t testing.TB, ns string, names []string) {
-	t.Helper()
-	for _, n := range names {
-		if _, err := inNS(ns, "ip", "link", "add", n, "type", "dummy"); err == nil {
-			continue
-		}
-		mustNS(t, ns, "ip", "link", "add", n, "type", "ifb")
-	}
-}
-
-var ifacesRE = regexp.MustCompile(`^\| ([^ |]+\.nft) \|.*ifaces created: ([^)]*)\)`)
-
-// corpusIfaces reads INDEX.md for the interfaces each curated file needs.
-func corpusIfaces(t testing.TB, dir string) map[string][]string {
-	t.Helper()
-	b, err := os.ReadFile(filepath.Join(dir, "INDEX.md"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	m := map[string][]string{}
-	for _, line := range strings.Split(string(b), "\n") {
-		if s := ifacesRE.FindStringSubmatch(line); s != nil {
-			m[s[1]] = strings.Split(s[2], ",")
-		}
-	}
-	return m
-}
-
 // loadFile creates a namespace with the given interfaces and loads an nft file into it.
 func loadFile(t testing.TB, file string, ifaces []string) string {
 	t.Helper()
 	ns := newNS(t)
-	addDummies(t, ns, ifaces)
+	nstest.AddInterfaces(t, ns, ifaces)
 	mustNS(t, ns, "nft", "-f", file)
 	return ns
 }

@@ -11,6 +11,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/fenceline/fenceline/internal/nstest"
 	"github.com/fenceline/fenceline/shared/nftcanon/nftlist"
 	"github.com/fenceline/fenceline/shared/ruleset"
 )
@@ -113,7 +114,7 @@ func TestReloadSameDigest(t *testing.T) {
 		"nftables-test-maps-vmap-concat.nft"} {
 		t.Run(name, func(t *testing.T) {
 			file := filepath.Join(dir, name)
-			ns := loadFile(t, file, corpusIfaces(t, dir)[name])
+			ns := loadFile(t, file, nstest.CorpusInterfaces(t, dir)[name])
 			before, g1 := snapshot(t, ns)
 			mustNS(t, ns, "nft", "flush ruleset")
 			mustNS(t, ns, "nft", "-f", file)

@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/fenceline/fenceline/internal/nstest"
 )
 
 // TestRecordCorpus records, for every curated corpus file, the raw dump and nft's own
@@ -21,7 +23,7 @@ func TestRecordCorpus(t *testing.T) {
 	if sub := os.Getenv("FL_RECORD_SUBDIR"); sub != "" {
 		dir = filepath.Join(dir, sub)
 	}
-	ifaces := corpusIfaces(t, requireCorpus(t))
+	ifaces := nstest.CorpusInterfaces(t, requireCorpus(t))
 	files, _ := filepath.Glob(filepath.Join(dir, "*.nft"))
 	for _, f := range files {
 		base := filepath.Base(f)
@@ -30,7 +32,7 @@ func TestRecordCorpus(t *testing.T) {
 		}
 		t.Run(base, func(t *testing.T) {
 			ns := newNS(t)
-			addDummies(t, ns, ifaces[base])
+			nstest.AddInterfaces(t, ns, ifaces[base])
 			if _, err := inNS(ns, "nft", "-f", f); err != nil {
 				t.Skipf("does not load: %v", err)
 			}

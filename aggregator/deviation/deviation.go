@@ -306,21 +306,18 @@ const ChangeMoved ruleset.ChangeKind = "rule_moved"
 // moves raises the rule moves the diff reported, and pairs an undecided removal and
 // addition of the same rule in the same chain (a diff that did not pair them).
 func (e *engine) moves() {
+	removed := func(k int) *model.Origin {
+		if k < len(e.o.Removed) {
+			return e.o.Removed[k]
+		}
+		return nil
+	}
 	for k, mv := range e.o.Changes {
 		if e.done[k] || mv.Kind != ruleset.RuleMoved {
 			continue
 		}
-		m := mv
-		m.Before = fmt.Sprintf("position %d", mv.FromPosition)
-		m.After = fmt.Sprintf("position %d", mv.Position)
-		d := e.deviation(model.Unauthorized, m, nil, "")
-		d.Detail = fmt.Sprintf("rule moved from position %d to %d", mv.FromPosition, mv.Position)
-		var keep *model.Origin
-		if k < len(e.o.Removed) {
-			keep = e.o.Removed[k]
-		}
-		id := e.add(d)
-		e.decide(k, Outcome{Deviation: id, Origin: keep})
+		id := e.raiseMove(mv, mv.FromPosition, mv.Position)
+		e.decide(k, Outcome{Deviation: id, Origin: removed(k)})
 	}
 	for k, rm := range e.o.Changes {
 		if e.done[k] || rm.Kind != ruleset.RuleRemoved {
@@ -333,20 +330,21 @@ func (e *engine) moves() {
 			}
 			mv := ad
 			mv.Kind = ChangeMoved
-			mv.Before = fmt.Sprintf("position %d", rm.Position)
-			mv.After = fmt.Sprintf("position %d", ad.Position)
-			d := e.deviation(model.Unauthorized, mv, nil, "")
-			d.Detail = fmt.Sprintf("rule moved from position %d to %d", rm.Position, ad.Position)
-			var keep *model.Origin
-			if k < len(e.o.Removed) {
-				keep = e.o.Removed[k]
-			}
-			id := e.add(d)
+			id := e.raiseMove(mv, rm.Position, ad.Position)
 			e.decide(k, Outcome{Deviation: id})
-			e.decide(a, Outcome{Deviation: id, Origin: keep})
+			e.decide(a, Outcome{Deviation: id, Origin: removed(k)})
 			break
 		}
 	}
+}
+
+// raiseMove raises one unauthorized deviation for rule mv moved from one position to
+// another, and returns its id.
+func (e *engine) raiseMove(mv ruleset.Change, from, to int) string {
+	mv.Before, mv.After = fmt.Sprintf("position %d", from), fmt.Sprintf("position %d", to)
+	d := e.deviation(model.Unauthorized, mv, nil, "")
+	d.Detail = fmt.Sprintf("rule moved from position %d to %d", from, to)
+	return e.add(d)
 }
 
 // differs matches change k against similar planned changes that have not landed.

@@ -81,3 +81,36 @@ func Run(ns string, args ...string) (string, error) {
 	}
 	return out.String(), nil
 }
+
+// AddInterfaces creates placeholder interfaces a ruleset refers to: dummy devices, or
+// ifb devices on kernels built without the dummy driver.
+func AddInterfaces(t testing.TB, ns string, names []string) {
+	t.Helper()
+	for _, n := range names {
+		if _, err := Run(ns, "ip", "link", "add", n, "type", "dummy"); err == nil {
+			continue
+		}
+		if _, err := Run(ns, "ip", "link", "add", n, "type", "ifb"); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+var ifacesRE = regexp.MustCompile(`^\| ([^ |]+\.nft) \|.*ifaces created: ([^)]*)\)`)
+
+// CorpusInterfaces reads the corpus's INDEX.md for the interfaces each curated file
+// needs, by file name.
+func CorpusInterfaces(t testing.TB, dir string) map[string][]string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(dir, "INDEX.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := map[string][]string{}
+	for _, line := range strings.Split(string(b), "\n") {
+		if s := ifacesRE.FindStringSubmatch(line); s != nil {
+			m[s[1]] = strings.Split(s[2], ",")
+		}
+	}
+	return m
+}

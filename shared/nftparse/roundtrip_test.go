@@ -10,6 +10,7 @@ import (
 	"time"
 
 	agentnft "github.com/fenceline/fenceline/agent/nft"
+	"github.com/fenceline/fenceline/internal/nstest"
 	"github.com/fenceline/fenceline/shared/ruleset"
 )
 
@@ -21,7 +22,7 @@ import (
 func TestCorpusRoundTrip(t *testing.T) {
 	requireKernel(t)
 	dir := requireCorpus(t)
-	ifaces := corpusIfaces(t, dir)
+	ifaces := nstest.CorpusInterfaces(t, dir)
 	files, err := filepath.Glob(filepath.Join(dir, "*.nft"))
 	if err != nil || len(files) == 0 {
 		t.Fatalf("no corpus files in %s: %v", dir, err)
@@ -54,7 +55,7 @@ func roundTripFile(t *testing.T, file string, ifaces []string) (int, int) {
 		t.Skip("no rules")
 	}
 	ns := newNS(t)
-	addIfaces(t, ns, ifaces)
+	nstest.AddInterfaces(t, ns, ifaces)
 	if _, err := inNS(ns, "nft", "-f", file); err != nil {
 		t.Fatal(err)
 	}
