@@ -11,6 +11,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -25,12 +27,21 @@ import (
 // SNMPDevices runs the SNMP targets of the configuration: for each, a device reporter
 // (its own enrollment, key, outbox, event chain and uplink) fed by an snmp.Watcher, and
 // one trap listener for all of them. A target that fails never stops the others or the
-// agent.
+// agent: one that cannot enroll or open at start (the aggregator unreachable, a refused
+// token) waits, is retried with backoff, and starts when it succeeds.
 type SNMPDevices struct {
-	cfg     *Config
-	log     *slog.Logger
+	cfg      *Config
+	log      *slog.Logger
+	profiles snmp.Profiles
+	traps    *snmp.TrapListener
+	// retryMin and retryMax bound the backoff between attempts to start a waiting target.
+	retryMin, retryMax time.Duration
+
+	mu      sync.Mutex
 	devices []*snmpDevice
-	traps   *snmp.TrapListener
+	waiting []*targetSlot         // targets that could not start in OpenSNMP
+	reg     prometheus.Registerer // set by RegisterSNMP: late targets register there
+	pending atomic.Int64
 }
 
 type snmpDevice struct {
@@ -38,12 +49,21 @@ type snmpDevice struct {
 	rep     *deviceReporter
 	client  *snmp.Client
 	watcher *snmp.Watcher
-	// watcherProfile is the resolved profile (its traps route notifications).
-	watcherProfile *snmp.Profile
+}
+
+// targetSlot is a configured target's place from the start: its trap route is in the
+// listener at once, and traps reach its watcher once the target has started.
+type targetSlot struct {
+	target  SNMPTarget
+	profile *snmp.Profile
+	watcher atomic.Pointer[snmp.Watcher]
 }
 
 // OpenSNMP enrolls (when a target has a token and no enrollment yet) and opens every
-// configured SNMP target. It returns nil without targets. Close releases what it opened.
+// configured SNMP target. It returns nil without targets. Configuration errors (an
+// unknown profile, an unusable address, trap listener settings) fail; a target that
+// cannot enroll or open is logged and left waiting for Run to retry it. Close releases
+// what it opened.
 func OpenSNMP(ctx context.Context, cfg *Config, log *slog.Logger) (*SNMPDevices, error) {
 	sc := &cfg.SNMP
 	if len(sc.Targets) == 0 {
@@ -54,28 +74,40 @@ func OpenSNMP(ctx context.Context, cfg *Config, log *slog.Logger) (*SNMPDevices,
 		return nil, err
 	}
 	log.Info("snmp profiles", "from", from, "profiles", strings.Join(profiles.Names(), ","))
-	s := &SNMPDevices{cfg: cfg, log: log}
+	s := &SNMPDevices{cfg: cfg, log: log, profiles: profiles,
+		retryMin: time.Second, retryMax: 5 * time.Minute}
 	var routes []snmp.TrapRoute
 	var users []snmp.USM
 	for _, t := range sc.Targets {
-		d, err := s.open(ctx, t, profiles)
+		profile, err := profiles.Resolve(t.Profile)
 		if err != nil {
 			s.Close()
-			return nil, fmt.Errorf("snmp target %s: %w", t.Name, err)
+			return nil, fmt.Errorf("snmp target %s: %w (known: %s; snmp.profiles_dir %q)", t.Name,
+				err, strings.Join(profiles.Names(), ", "), sc.ProfilesDir)
 		}
-		s.devices = append(s.devices, d)
 		host, err := targetHost(t.Address)
 		if err != nil {
 			s.Close()
 			return nil, fmt.Errorf("snmp target %s: %w", t.Name, err)
 		}
+		w := &targetSlot{target: t, profile: profile}
 		route := snmp.TrapRoute{Target: t.Name, Host: host, Community: t.TrapCommunity,
-			Profile: d.watcherProfile, Deliver: d.watcher.Trap}
+			Profile: profile, Deliver: w.deliver}
 		if t.Version == "3" {
 			route.Community, route.User = "", t.V3.User
 			users = append(users, t.usm())
 		}
 		routes = append(routes, route)
+		d, err := s.open(ctx, t, profile)
+		if err != nil {
+			log.Error("snmp target not started; retrying in the background", "target", t.Name,
+				"err", err)
+			s.waiting = append(s.waiting, w)
+			s.pending.Add(1)
+			continue
+		}
+		w.watcher.Store(d.watcher)
+		s.devices = append(s.devices, d)
 	}
 	if sc.TrapListen != "" {
 		engineID, err := sc.engineID()
@@ -94,20 +126,21 @@ func OpenSNMP(ctx context.Context, cfg *Config, log *slog.Logger) (*SNMPDevices,
 	return s, nil
 }
 
-func (s *SNMPDevices) open(ctx context.Context, t SNMPTarget, profiles snmp.Profiles) (*snmpDevice, error) {
-	profile, err := profiles.Resolve(t.Profile)
-	if err != nil {
-		return nil, fmt.Errorf("%w (known: %s; snmp.profiles_dir %q)", err,
-			strings.Join(profiles.Names(), ", "), s.cfg.SNMP.ProfilesDir)
+// deliver hands a trap to the target's watcher, or drops it while the target waits (its
+// first read, when it starts, sees whatever the trap announced).
+func (w *targetSlot) deliver(n snmp.TrapNote) {
+	if wt := w.watcher.Load(); wt != nil {
+		wt.Trap(n)
 	}
+}
+
+// open enrolls the target if it has no enrollment yet and opens its reporter and client.
+func (s *SNMPDevices) open(ctx context.Context, t SNMPTarget, profile *snmp.Profile) (*snmpDevice, error) {
 	dir := filepath.Join(s.cfg.StateDir, "snmp", t.Name)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
 	id, err := identity.Load(dir)
-	// TODO: a target enrolls only here, at start; when the aggregator cannot be reached
-	// then, the agent does not start at all (its own ruleset unwatched too). Enrollment
-	// should be retried in the background, the target idle until it succeeds.
 	if errors.Is(err, identity.ErrNotEnrolled) && t.EnrollToken != "" {
 		hc := &http.Client{Timeout: 30 * time.Second}
 		id, err = identity.Enroll(ctx, hc, s.cfg.AggregatorURL, t.EnrollToken, dir)
@@ -148,23 +181,30 @@ func (s *SNMPDevices) open(ctx context.Context, t SNMPTarget, profiles snmp.Prof
 	}
 	iv := snmp.Intervals{Poll: t.PollInterval, Walk: t.WalkInterval, Heartbeat: s.cfg.HeartbeatInterval}
 	w := snmp.NewWatcher(t.Name, snmp.NewPoller(client, profile), rep, iv, rep.Last(), log)
-	return &snmpDevice{target: t, rep: rep, client: client, watcher: w, watcherProfile: profile}, nil
+	return &snmpDevice{target: t, rep: rep, client: client, watcher: w}, nil
 }
 
-// Run watches and delivers until ctx ends.
+// Run watches and delivers until ctx ends, and keeps trying to start the targets that
+// wait.
 func (s *SNMPDevices) Run(ctx context.Context) error {
 	if s == nil {
 		return nil
 	}
 	g, ctx := errgroup.WithContext(ctx)
+	s.mu.Lock()
 	for _, d := range s.devices {
-		g.Go(func() error { return d.rep.Run(ctx) })
-		g.Go(func() error { return d.watcher.Run(ctx) })
+		s.runDevice(ctx, g, d)
 	}
+	for _, w := range s.waiting {
+		g.Go(func() error { s.retry(ctx, g, w); return nil })
+	}
+	started, waiting := len(s.devices), len(s.waiting)
+	s.mu.Unlock()
 	if s.traps != nil {
 		g.Go(func() error { return s.traps.Run(ctx) })
 	}
-	s.log.Info("snmp targets started", "targets", len(s.devices), "trap_listen", s.cfg.SNMP.TrapListen)
+	s.log.Info("snmp targets started", "targets", started, "waiting", waiting,
+		"trap_listen", s.cfg.SNMP.TrapListen)
 	err := g.Wait()
 	if errors.Is(err, context.Canceled) {
 		return nil
@@ -172,59 +212,88 @@ func (s *SNMPDevices) Run(ctx context.Context) error {
 	return err
 }
 
-// Close releases every target's socket and outbox.
+func (s *SNMPDevices) runDevice(ctx context.Context, g *errgroup.Group, d *snmpDevice) {
+	g.Go(func() error { return d.rep.Run(ctx) })
+	g.Go(func() error { return d.watcher.Run(ctx) })
+}
+
+// retry starts a waiting target, with backoff between attempts, until it starts or ctx
+// ends. A started target joins g and the metrics registry.
+func (s *SNMPDevices) retry(ctx context.Context, g *errgroup.Group, w *targetSlot) {
+	wait := s.retryMin
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, s.retryMax)
+		d, err := s.open(ctx, w.target, w.profile)
+		if err != nil {
+			if ctx.Err() == nil {
+				s.log.Error("snmp target not started", "target", w.target.Name, "err", err,
+					"retry_in", wait)
+			}
+			continue
+		}
+		s.mu.Lock()
+		if ctx.Err() != nil { // stopping: Close may already have run
+			s.mu.Unlock()
+			d.client.Close()
+			d.rep.Close()
+			return
+		}
+		s.devices = append(s.devices, d)
+		var regErr error
+		if s.reg != nil {
+			regErr = registerAll(s.reg, s.deviceCollectors(d))
+		}
+		s.runDevice(ctx, g, d)
+		s.mu.Unlock()
+		if regErr != nil {
+			s.log.Warn("snmp target metrics not registered", "target", w.target.Name, "err", regErr)
+		}
+		w.watcher.Store(d.watcher)
+		s.pending.Add(-1)
+		s.log.Info("snmp target started", "target", w.target.Name, "tenant", d.rep.id.Tenant,
+			"device", d.rep.id.Device)
+		return
+	}
+}
+
+// Close releases every started target's socket and outbox.
 func (s *SNMPDevices) Close() error {
 	if s == nil {
 		return nil
 	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	var errs []error
 	for _, d := range s.devices {
 		d.client.Close()
 		errs = append(errs, d.rep.Close())
 	}
+	s.devices = nil
 	return errors.Join(errs...)
 }
 
-// Collectors returns Prometheus collectors for every target: reachability, polls,
-// reads, failures, traps and reports, labelled by tenant, device and target.
+// Collectors returns Prometheus collectors for every started target (reachability,
+// polls, reads, failures, traps and reports, labelled by tenant, device and target), the
+// number of targets waiting to start, and the trap listener's counters.
 func (s *SNMPDevices) Collectors() []prometheus.Collector {
 	if s == nil {
 		return nil
 	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	var cs []prometheus.Collector
 	for _, d := range s.devices {
-		labels := prometheus.Labels{"tenant": d.rep.id.Tenant, "device": d.rep.id.Device,
-			"target": d.target.Name}
-		w := d.watcher
-		counter := func(name, help string, f func(snmp.Stats) uint64) {
-			cs = append(cs, prometheus.NewCounterFunc(prometheus.CounterOpts{
-				Name: name, Help: help, ConstLabels: labels,
-			}, func() float64 { return float64(f(w.Stats())) }))
-		}
-		counter("fenceline_agent_snmp_polls_total", "Cheap polls of the change scalars.",
-			func(s snmp.Stats) uint64 { return s.Polls })
-		counter("fenceline_agent_snmp_poll_errors_total", "Cheap polls that failed.",
-			func(s snmp.Stats) uint64 { return s.PollErrors })
-		counter("fenceline_agent_snmp_reads_total", "Walks of the configuration tables.",
-			func(s snmp.Stats) uint64 { return s.Reads })
-		counter("fenceline_agent_snmp_read_errors_total", "Walks that failed.",
-			func(s snmp.Stats) uint64 { return s.ReadErrors })
-		counter("fenceline_agent_snmp_traps_total", "Configuration-change traps routed to the target.",
-			func(s snmp.Stats) uint64 { return s.Traps })
-		counter("fenceline_agent_snmp_restarts_total", "Device restarts seen (engine boots, uptime).",
-			func(s snmp.Stats) uint64 { return s.Restarts })
-		counter("fenceline_agent_snmp_reports_total", "State events reported for the target.",
-			func(s snmp.Stats) uint64 { return s.Reports })
-		cs = append(cs, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name: "fenceline_agent_snmp_unreachable", ConstLabels: labels,
-			Help: "1 while the target does not answer (no events or heartbeats are sent).",
-		}, func() float64 {
-			if w.Stats().Unreachable {
-				return 1
-			}
-			return 0
-		}))
+		cs = append(cs, s.deviceCollectors(d)...)
 	}
+	cs = append(cs, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "fenceline_agent_snmp_waiting_targets",
+		Help: "SNMP targets that could not enroll or open yet and are retried.",
+	}, func() float64 { return float64(s.pending.Load()) }))
 	if l := s.traps; l != nil {
 		trapCounter := func(name, help string, f func(snmp.TrapStats) uint64) {
 			cs = append(cs, prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help},
@@ -242,10 +311,60 @@ func (s *SNMPDevices) Collectors() []prometheus.Collector {
 	return cs
 }
 
-// RegisterSNMP adds the SNMP targets' collectors to the agent's metrics registry.
+func (s *SNMPDevices) deviceCollectors(d *snmpDevice) []prometheus.Collector {
+	var cs []prometheus.Collector
+	labels := prometheus.Labels{"tenant": d.rep.id.Tenant, "device": d.rep.id.Device,
+		"target": d.target.Name}
+	w := d.watcher
+	counter := func(name, help string, f func(snmp.Stats) uint64) {
+		cs = append(cs, prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: name, Help: help, ConstLabels: labels,
+		}, func() float64 { return float64(f(w.Stats())) }))
+	}
+	counter("fenceline_agent_snmp_polls_total", "Cheap polls of the change scalars.",
+		func(s snmp.Stats) uint64 { return s.Polls })
+	counter("fenceline_agent_snmp_poll_errors_total", "Cheap polls that failed.",
+		func(s snmp.Stats) uint64 { return s.PollErrors })
+	counter("fenceline_agent_snmp_reads_total", "Walks of the configuration tables.",
+		func(s snmp.Stats) uint64 { return s.Reads })
+	counter("fenceline_agent_snmp_read_errors_total", "Walks that failed.",
+		func(s snmp.Stats) uint64 { return s.ReadErrors })
+	counter("fenceline_agent_snmp_traps_total", "Configuration-change traps routed to the target.",
+		func(s snmp.Stats) uint64 { return s.Traps })
+	counter("fenceline_agent_snmp_restarts_total", "Device restarts seen (engine boots, uptime).",
+		func(s snmp.Stats) uint64 { return s.Restarts })
+	counter("fenceline_agent_snmp_reports_total", "State events reported for the target.",
+		func(s snmp.Stats) uint64 { return s.Reports })
+	cs = append(cs, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "fenceline_agent_snmp_unreachable", ConstLabels: labels,
+		Help: "1 while the target does not answer (no events or heartbeats are sent).",
+	}, func() float64 {
+		if w.Stats().Unreachable {
+			return 1
+		}
+		return 0
+	}))
+	return cs
+}
+
+// RegisterSNMP adds the SNMP targets' collectors to the agent's metrics registry; targets
+// that start later register there too.
 func (a *Agent) RegisterSNMP(s *SNMPDevices) error {
-	for _, c := range s.Collectors() {
-		if err := a.metrics.reg.Register(c); err != nil {
+	if s == nil {
+		return nil
+	}
+	if err := registerAll(a.metrics.reg, s.Collectors()); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	s.reg = a.metrics.reg
+	s.mu.Unlock()
+	return nil
+}
+
+func registerAll(reg prometheus.Registerer, cs []prometheus.Collector) error {
+	for _, c := range cs {
+		if err := reg.Register(c); err != nil {
 			return err
 		}
 	}

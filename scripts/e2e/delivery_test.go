@@ -447,6 +447,12 @@ func (r *rig) agentMetric(t *testing.T, name string) float64 {
 			addr = r.agent.Args()[i+1]
 		}
 	}
+	return scrapeMetric(addr, name)
+}
+
+// scrapeMetric reads the first sample named name from the Prometheus metrics served on
+// addr; -1 when there is none or they cannot be read.
+func scrapeMetric(addr, name string) float64 {
 	resp, err := httpGet("http://" + addr + "/metrics")
 	if err != nil {
 		return -1

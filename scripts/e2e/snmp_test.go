@@ -3,6 +3,7 @@ package e2e
 import (
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -170,5 +171,87 @@ snmp:
 	// The host's own nftables device is untouched by any of this.
 	if hd := deviations(t, a, tenant, host); len(hd) != 0 {
 		t.Errorf("the appliance's own device has deviations: %+v", hd)
+	}
+}
+
+// TestSNMPTargetStartsWhenAggregatorReturns: an SNMP target that has never enrolled, on
+// an agent started while the aggregator is down, does not keep the agent from running:
+// the target waits (its metrics say so) and enrolls, reads and reports as soon as the
+// aggregator is back.
+func TestSNMPTargetStartsWhenAggregatorReturns(t *testing.T) {
+	const tenant, host, fw = "acme", "appliance-2", "edge-fw-2"
+	l := newLab(t, "snmpsimd", "snmpgetnext")
+	sim, err := l.Snmpsim("snmpsim", map[string]string{
+		"edge": corpusFile(t, "snmp/snmpsim-debian/linux-full-walk.snmprec")})
+	check(t, err)
+	ns, err := l.Netns("fl-snmpw")
+	check(t, err)
+	a, err := l.Aggregator("aggregator", "")
+	check(t, err)
+	var hostTok, fwTok struct {
+		Token string `json:"token"`
+	}
+	check(t, a.CtlJSON(tenant, &hostTok, "enroll", "--device", host))
+	check(t, a.CtlJSON(tenant, &fwTok, "enroll", "--device", fw))
+	// The appliance itself was enrolled earlier; the firewall target is new.
+	stateDir := filepath.Join(l.Dir, "agent")
+	out, err := exec.Command(filepath.Join(binDir, "fenceline-agent"), "enroll",
+		"--aggregator", a.API, "--token", hostTok.Token, "--state-dir", stateDir).CombinedOutput()
+	if err != nil {
+		t.Fatalf("enroll: %v\n%s", err, out)
+	}
+	a.Stop()
+
+	base, err := os.ReadFile(filepath.Join(repoRoot, "configs", "agent.yaml"))
+	check(t, err)
+	conf := filepath.Join(t.TempDir(), "agent.yaml")
+	check(t, os.WriteFile(conf, append(base, []byte(fmt.Sprintf(`
+snmp:
+  targets:
+    - name: %s
+      enroll_token: %s
+      address: %s
+      community: edge
+      profile: mib2
+      poll_interval: 200ms
+      timeout: 500ms
+`, fw, fwTok.Token, sim.Addr))...), 0o600))
+	metricsPort, err := lab.FreePort()
+	check(t, err)
+	metrics := fmt.Sprintf("127.0.0.1:%d", metricsPort)
+	agentProc, err := l.Start("agent", nil, filepath.Join(binDir, "fenceline-agent"), "run",
+		"--config", conf, "--state-dir", stateDir, "--aggregator", a.API, "--netns", ns,
+		"--metrics", metrics, "--log-level", "debug")
+	check(t, err)
+	waitFor(t, 30*time.Second, "the firewall target waiting", func() (bool, string) {
+		if agentProc.Exited() {
+			t.Fatalf("the agent exited while the aggregator was down:\n%s", agentProc.Tail(20))
+		}
+		v := scrapeMetric(metrics, "fenceline_agent_snmp_waiting_targets")
+		return v == 1, fmt.Sprintf("waiting targets %v", v)
+	})
+
+	check(t, a.Restart())
+	check(t, a.WaitHealthy(30*time.Second))
+	var h []snmpEvent
+	waitFor(t, 60*time.Second, "the firewall's snmp baseline", func() (bool, string) {
+		if err := a.CtlJSON(tenant, &h, "device", "history", fw); err != nil {
+			return false, err.Error()
+		}
+		return len(h) > 0 && h[0].Kind == "baseline", fmt.Sprintf("%d events", len(h))
+	})
+	if h[0].Source != "snmp" {
+		t.Fatalf("baseline source %q, want snmp", h[0].Source)
+	}
+	if v := scrapeMetric(metrics, "fenceline_agent_snmp_waiting_targets"); v != 0 {
+		t.Errorf("waiting targets %v after the target started, want 0", v)
+	}
+	if v := scrapeMetric(metrics, "fenceline_agent_snmp_reports_total"); v < 1 {
+		t.Errorf("the started target's reports metric is %v, want at least its baseline", v)
+	}
+	var hh []snmpEvent
+	check(t, a.CtlJSON(tenant, &hh, "device", "history", host))
+	if len(hh) == 0 || hh[0].Kind != "baseline" {
+		t.Errorf("the appliance's own history: %+v, want its baseline", hh)
 	}
 }
