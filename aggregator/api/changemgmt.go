@@ -99,8 +99,21 @@ func (s *Server) createCR(w http.ResponseWriter, r *http.Request) error {
 	}
 	s.log.Info("change request created", "tenant", out.Tenant, "cr", out.ID, "state", out.State,
 		"devices", strings.Join(out.Devices, ","), "requester", out.Requester, "changes", len(out.Changes))
-	writeJSON(w, http.StatusCreated, out)
+	warnings, err := s.store.PlanWarnings(out)
+	if err != nil {
+		// The CR exists; the advice is only lost.
+		s.log.Warn("checking a new CR against its devices", "tenant", out.Tenant, "cr", out.ID,
+			"err", err)
+	}
+	writeJSON(w, http.StatusCreated, CRCreated{CR: out, Warnings: warnings})
 	return nil
+}
+
+// CRCreated is the answer to a CR's creation: the CR, and what of its plan cannot apply
+// to its devices as they last reported (see store.PlanWarnings).
+type CRCreated struct {
+	*model.CR
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 // localLayouts are the forms of a window time written in the window's time zone.

@@ -169,32 +169,7 @@ func (s *Store) createCR(ctx context.Context, cr *model.CR, now time.Time, draft
 // prepareCR parses the planned rules and elements against the named sets of the target
 // devices' current rulesets.
 func (s *Store) prepareCR(cr *model.CR) error {
-	var states []*model.DeviceState
-	err := s.fsm.view(func(tx *bolt.Tx) error {
-		names := cr.NamedDevices()
-		if len(cr.Targets.Tags) > 0 {
-			err := forPrefix(tx.Bucket(bucketDevices), tenantPrefix(cr.Tenant), func(_, v []byte) error {
-				d, err := decodeDevice(v)
-				if err == nil && d.HasTags(cr.Targets.Tags) {
-					names = append(names, d.Device)
-				}
-				return err
-			})
-			if err != nil {
-				return err
-			}
-		}
-		for _, n := range names {
-			st, err := loadDevState(tx, cr.Tenant, n)
-			if err != nil {
-				return err
-			}
-			if st != nil {
-				states = append(states, st)
-			}
-		}
-		return nil
-	})
+	states, err := s.targetStates(cr)
 	if err != nil {
 		return err
 	}
@@ -247,6 +222,38 @@ func parseError(i int, what, text string, err error) error {
 			what, pe.Line(), pe.Col(), pe.Err, pe.Msg, pe.Caret())
 	}
 	return fmt.Errorf("%w: change %d: %s %q: %v", ErrInvalid, i+1, what, text, err)
+}
+
+// targetStates returns the current views of the devices a CR names or selects by tag
+// that have reported a state.
+func (s *Store) targetStates(cr *model.CR) ([]*model.DeviceState, error) {
+	var states []*model.DeviceState
+	err := s.fsm.view(func(tx *bolt.Tx) error {
+		names := cr.NamedDevices()
+		if len(cr.Targets.Tags) > 0 {
+			err := forPrefix(tx.Bucket(bucketDevices), tenantPrefix(cr.Tenant), func(_, v []byte) error {
+				d, err := decodeDevice(v)
+				if err == nil && d.HasTags(cr.Targets.Tags) {
+					names = append(names, d.Device)
+				}
+				return err
+			})
+			if err != nil {
+				return err
+			}
+		}
+		for _, n := range names {
+			st, err := loadDevState(tx, cr.Tenant, n)
+			if err != nil {
+				return err
+			}
+			if st != nil {
+				states = append(states, st)
+			}
+		}
+		return nil
+	})
+	return states, err
 }
 
 // ApproveCR records approver's approval of the tenant's CR id.

@@ -126,11 +126,14 @@ func (a *app) crCreateCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			var out model.CR
+			var out api.CRCreated
 			if err := a.call(cmd.Context(), "POST", p, nil, body, &out); err != nil {
 				return err
 			}
-			return a.showCR(&out)
+			for _, w := range out.Warnings {
+				fmt.Fprintln(a.stderr, "warning:", w)
+			}
+			return a.showCR(out.CR)
 		},
 	}
 	f := cmd.Flags()

@@ -169,6 +169,20 @@ func TestFencectl(t *testing.T) {
 		t.Fatalf("device list table:\n%s", out)
 	}
 
+	// A plan that cannot apply to the device as it last reported is created with a warning
+	// on stderr (a typo in the table name, a position past the end of the chain).
+	var stdout, stderr bytes.Buffer
+	err = run(context.Background(), []string{"--server", c.server, "--token", c.token,
+		"--tenant", "acme", "cr", "create", "--device", "fw1", "--title", "typo",
+		"--requester", "alice", "--window-start", "now", "--window-end", "+1h",
+		"--add", "ip filtre input|tcp dport 25 accept", "--add", "ip filter TCP#9|tcp dport 26 accept"},
+		&stdout, &stderr)
+	if err != nil || !strings.Contains(stdout.String(), "CR-000003") ||
+		!strings.Contains(stderr.String(), "warning: fw1: change 1: table ip filtre does not exist") ||
+		!strings.Contains(stderr.String(), "warning: fw1: change 2: position 9 is past the end of chain ip filter TCP (1 rule)") {
+		t.Fatalf("cr create with an unreachable plan: %v\nstdout:\n%s\nstderr:\n%s", err, stdout.String(), stderr.String())
+	}
+
 	// Errors are clear.
 	if _, err := c.run("cr", "show", "CR-404"); err == nil || !strings.Contains(err.Error(), "404") {
 		t.Fatalf("missing CR: %v", err)
