@@ -53,6 +53,9 @@ type Head struct {
 	// AckedID is the id of event Acked (empty before the first ack, or when the
 	// aggregator's ack named none).
 	AckedID string `json:"acked_id,omitempty"`
+	// AckedAt is the newest signed send time (Unix milliseconds, the aggregator's clock)
+	// of an ack that advanced Acked; 0 when the aggregator's acks carry none.
+	AckedAt int64 `json:"acked_at,omitempty"`
 	// Count and Bytes describe the pending (unacknowledged) events.
 	Count int   `json:"count"`
 	Bytes int64 `json:"bytes"`
@@ -306,7 +309,7 @@ func (o *Outbox) Reanchor(seq uint64, id string) (int, error) {
 			}
 		}
 		dropped = h.Count
-		h = Head{Seq: seq, ID: id, Acked: seq, AckedID: id}
+		h = Head{Seq: seq, ID: id, Acked: seq, AckedID: id, AckedAt: h.AckedAt}
 		return writeHead(meta, h)
 	})
 	if err != nil {
@@ -381,6 +384,12 @@ func (o *Outbox) Oldest() (time.Time, error) {
 // head returns ErrAckBeyondHead; an ack whose id differs from the pending event of that
 // sequence returns ErrFork: in both cases the aggregator's chain is not this outbox's.
 func (o *Outbox) Ack(seq uint64, id string) (removed int, err error) {
+	return o.AckAt(seq, id, 0)
+}
+
+// AckAt is Ack for an ack the aggregator sent at time at (Unix milliseconds; 0: unknown),
+// which becomes Head.AckedAt when the ack advances and is newer.
+func (o *Outbox) AckAt(seq uint64, id string, at int64) (removed int, err error) {
 	err = o.db.Update(func(tx *bolt.Tx) error {
 		meta := tx.Bucket(bucketMeta)
 		h, err := readHead(meta)
@@ -419,7 +428,7 @@ func (o *Outbox) Ack(seq uint64, id string) (removed int, err error) {
 			}
 			removed++
 		}
-		h.Acked, h.AckedID = seq, id
+		h.Acked, h.AckedID, h.AckedAt = seq, id, max(h.AckedAt, at)
 		return writeHead(meta, h)
 	})
 	if err != nil {

@@ -107,6 +107,30 @@ func TestPendingAndAck(t *testing.T) {
 	}
 }
 
+// TestAckedAt: the newest send time of an advancing ack is kept, also across a reopen
+// and a re-anchoring, so a restarted agent still knows how new an ack must be.
+func TestAckedAt(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "outbox.db")
+	ob := open(t, path, Config{})
+	var seen []string
+	for range 4 {
+		ob.Append(sealer(&seen), nil)
+	}
+	ob.AckAt(2, idOf(2), 5000)
+	ob.AckAt(3, idOf(3), 4000) // advances, with an older time (another leader's clock)
+	if h, _ := ob.Head(); h.Acked != 3 || h.AckedAt != 5000 {
+		t.Fatalf("head = %+v, want acked 3 at 5000", h)
+	}
+	ob.Close()
+	ob = open(t, path, Config{})
+	if _, err := ob.Reanchor(1, idOf(1)); err != nil {
+		t.Fatal(err)
+	}
+	if h, _ := ob.Head(); h.Acked != 1 || h.AckedAt != 5000 {
+		t.Fatalf("head after reopen and re-anchoring = %+v, want acked 1 at 5000", h)
+	}
+}
+
 func TestAckThatIsNotOurChain(t *testing.T) {
 	ob := open(t, filepath.Join(t.TempDir(), "outbox.db"), Config{})
 	var seen []string

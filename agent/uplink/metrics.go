@@ -14,6 +14,7 @@ type Metrics struct {
 	Acked      prometheus.Gauge
 	Connected  prometheus.Gauge
 	ForgedAcks prometheus.Counter
+	StaleAcks  prometheus.Counter
 }
 
 // NewMetrics creates the uplink's metrics with constant labels (tenant, device).
@@ -48,11 +49,15 @@ func NewMetrics(labels prometheus.Labels) *Metrics {
 			Name: "fenceline_agent_acks_refused_total", ConstLabels: labels,
 			Help: "Acks ignored because the aggregator's ack key did not sign them.",
 		}),
+		StaleAcks: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "fenceline_agent_acks_stale_total", ConstLabels: labels,
+			Help: "Signed acks naming another head that were sent before acks already taken (replayed).",
+		}),
 	}
 }
 
 // Collectors lists the metrics for registration.
 func (m *Metrics) Collectors() []prometheus.Collector {
 	return []prometheus.Collector{m.Published, m.Resends, m.Failures, m.AckLatency, m.Acked,
-		m.Connected, m.ForgedAcks}
+		m.Connected, m.ForgedAcks, m.StaleAcks}
 }

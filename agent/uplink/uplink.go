@@ -306,7 +306,7 @@ func (u *Uplink) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	p.acked, p.sent = head.Acked, head.Acked
+	p.acked, p.sent, p.lastAt = head.Acked, head.Acked, head.AckedAt
 	// A previous run may have published everything pending: count it as published.
 	if head.Seq > u.published.Load() {
 		u.published.Store(head.Seq)
@@ -355,6 +355,9 @@ type pump struct {
 	gapResent    bool      // resent on a head that did not advance, since the last advance
 	// suspect is an ack that does not tie to this outbox's chain, not yet confirmed.
 	suspect *suspectAck
+	// lastAt is the newest signed send time of an ack that tied to this outbox's chain
+	// (see event.Ack.At); 0 while the aggregator's acks carry none.
+	lastAt int64
 }
 
 // suspectAck is a head from the acks topic that is not a point of this outbox's chain.
@@ -437,7 +440,7 @@ func (p *pump) onAck(r ack) {
 		}
 		return
 	}
-	n, err := u.ob.Ack(a.Seq, a.ID)
+	n, err := u.ob.AckAt(a.Seq, a.ID, a.At)
 	switch {
 	case errors.Is(err, outbox.ErrAckBeyondHead), errors.Is(err, outbox.ErrFork):
 		if p.divergedAt == a.Seq && p.diverged {
@@ -457,6 +460,7 @@ func (p *pump) onAck(r ack) {
 		u.log.Error("ack not applied", "seq", a.Seq, "err", err)
 		return
 	}
+	p.lastAt = max(p.lastAt, a.At)
 	if a.Seq > p.acked || n > 0 {
 		now := time.Now()
 		for seq, at := range p.sentAt {
@@ -486,10 +490,22 @@ func (p *pump) onAck(r ack) {
 // confirmed reports whether the divergent head in r has been repeated enough to act on
 // (see suspectAck); on its first sighting it resends from the last ack at once, so the
 // aggregator answers again.
+//
+// Once the aggregator's acks carry a signed send time, a divergent head counts only when
+// sent after every ack that tied to this chain, and each repetition after the one before:
+// an old signed ack repeated by someone who can publish on the acks topic never moves
+// the agent, however often it comes.
 func (p *pump) confirmed(r ack, err error) bool {
 	u := p.u
 	s := p.suspect
-	if s == nil || s.Ack != r.Ack {
+	if p.lastAt > 0 && (r.At <= p.lastAt || (s != nil && s.Ack.Seq == r.Seq &&
+		s.Ack.ID == r.ID && r.At <= s.Ack.At)) {
+		u.metrics.StaleAcks.Inc()
+		u.log.Warn("ack ignored: older than acks already taken (a replayed message?)",
+			"ack", r.Seq, "id", r.ID, "sent_ms", r.At, "newest_ms", p.lastAt, "err", err)
+		return false
+	}
+	if s == nil || s.Seq != r.Seq || s.ID != r.ID {
 		p.suspect = &suspectAck{Ack: r.Ack, round: p.rounds}
 		u.log.Info("ack does not tie to this outbox's chain; publishing again to confirm it "+
 			"before re-anchoring", "ack", r.Seq, "id", r.ID, "retained", r.retained, "err", err)
@@ -501,7 +517,7 @@ func (p *pump) confirmed(r ack, err error) bool {
 		return false // not an answer to anything published since
 	}
 	s.confirmed++
-	s.round = p.rounds
+	s.round, s.Ack = p.rounds, r.Ack
 	u.log.Debug("foreign head repeated", "ack", r.Seq, "confirmations", s.confirmed)
 	if s.confirmed >= confirmDivergence {
 		return true

@@ -407,3 +407,109 @@ func TestSignedAcks(t *testing.T) {
 		return h.Acked == 3 && h.Count == 0
 	})
 }
+
+// TestReplayedSignedAck: someone who recorded an old signed ack and can publish on the
+// acks topic repeats it in answer to every publish, naming a head behind what the
+// aggregator has acknowledged since. The ack carries its signed send time, older than
+// the acks already taken, so the uplink ignores it and deletes nothing, however often it
+// comes. The aggregator itself, restored to that head, sends it with a new time: that
+// re-anchors.
+func TestReplayedSignedAck(t *testing.T) {
+	broker, ob := mosquittoAndOutbox(t)
+	pub, key, _ := ed25519.GenerateKey(nil)
+	for range 3 {
+		if _, err := ob.Append(chainEvent, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const (
+		honest = iota
+		replay
+		restored
+	)
+	var mu sync.Mutex
+	mode := honest
+	var head, first event.Ack // the aggregator's head; its signed ack of event 1
+	agg := mqtt.NewClient(mqtt.NewClientOptions().AddBroker(broker).SetClientID("aggregator"))
+	if tok := agg.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatalf("connect: %v", tok.Error())
+	}
+	defer agg.Disconnect(100)
+	acks := event.DeviceTopic("acme", "fw-1", event.TopicAcks)
+	tok := agg.Subscribe(event.DeviceTopic("acme", "fw-1", event.TopicEvents), 1,
+		func(c mqtt.Client, m mqtt.Message) {
+			var e struct {
+				Seq uint64 `json:"seq,string"`
+			}
+			json.Unmarshal(m.Payload(), &e)
+			mu.Lock()
+			var a event.Ack
+			switch mode {
+			case honest:
+				if e.Seq == head.Seq+1 {
+					sum := sha256.Sum256(m.Payload())
+					head = event.Ack{Seq: e.Seq, ID: hex.EncodeToString(sum[:])}
+				}
+				a = event.SignAck(key, "acme", "fw-1", event.Ack{Seq: head.Seq, ID: head.ID,
+					At: time.Now().UnixMilli()})
+				if a.Seq == 1 && first.Seq == 0 {
+					first = a
+				}
+			case replay:
+				a = first
+			case restored:
+				a = event.SignAck(key, "acme", "fw-1", event.Ack{Seq: first.Seq, ID: first.ID,
+					At: time.Now().UnixMilli()})
+			}
+			mu.Unlock()
+			b, _ := json.Marshal(a)
+			c.Publish(acks, 1, true, b)
+		})
+	if !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatalf("subscribe: %v", tok.Error())
+	}
+	setMode := func(m int) { mu.Lock(); mode = m; mu.Unlock() }
+
+	m := NewMetrics(nil)
+	u := New(Config{BrokerURL: broker, Tenant: "acme", Device: "fw-1", AckKey: pub, Batch: 1,
+		Window: 1, ResendAfter: 200 * time.Millisecond, ConnectRetry: 50 * time.Millisecond},
+		ob, m, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	run(t, u)
+	waitFor(t, 10*time.Second, "the first three events acknowledged", func() bool {
+		h, _ := ob.Head()
+		return h.Acked == 3 && h.Count == 0 && h.AckedAt > 0
+	})
+	time.Sleep(5 * time.Millisecond) // the next signed times are later than the last ack's
+
+	setMode(replay)
+	for range 3 {
+		if _, err := ob.Append(chainEvent, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	u.Notify()
+	stale := func() float64 {
+		var d dto.Metric
+		m.StaleAcks.Write(&d)
+		return d.GetCounter().GetValue()
+	}
+	waitFor(t, 15*time.Second, "the replayed ack ignored five times", func() bool { return stale() >= 5 })
+	select {
+	case a := <-u.Diverged():
+		t.Fatalf("re-anchored on a replayed ack %+v", a)
+	default:
+	}
+	if h, _ := ob.Head(); h.Acked != 3 || h.Count != 3 {
+		t.Fatalf("after the replays: acked %d, %d pending; want 3 and 3", h.Acked, h.Count)
+	}
+
+	setMode(restored)
+	select {
+	case a := <-u.Diverged():
+		if a.Seq != 1 || a.ID != first.ID {
+			t.Fatalf("diverged at %+v, want the restored head 1", a)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("no re-anchoring on the restored aggregator's freshly signed head")
+	}
+}

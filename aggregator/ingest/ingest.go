@@ -480,9 +480,12 @@ func (in *Ingester) ack(tenant, device string, head event.Ack) {
 func (in *Ingester) ackAll(heads []inflight) {
 	toks := make([]mqtt.Token, len(heads))
 	key := in.store.AckKey()
+	now := time.Now().UnixMilli()
 	for i, h := range heads {
 		a := h.head
 		if key != nil {
+			// The time lets agents tell this ack from an old one repeated by someone else.
+			a.At = now
 			a = event.SignAck(key, h.tenant, h.device, a)
 		}
 		b, err := json.Marshal(a)

@@ -52,4 +52,9 @@ type Ack struct {
 	// standard base64; agents that learned the aggregator's ack key at enrollment accept
 	// only signed acks.
 	Sig string `json:"sig,omitempty"`
+	// At is when the aggregator sent the ack (Unix milliseconds, its clock), and AtSig
+	// its signature over the device, the head and At. Agents use it to tell a replayed
+	// old ack from the aggregator's standing head.
+	At    int64  `json:"at,string,omitempty"`
+	AtSig string `json:"at_sig,omitempty"`
 }
