@@ -60,8 +60,14 @@ type observed struct {
 
 // Enrolled loads the agent's identity, enrolling first with cfg.EnrollToken if the state
 // directory holds none.
+//
+// An enrollment from before the aggregator named its ack key learns the key now, when the
+// aggregator answers (see learnAckKey).
 func Enrolled(ctx context.Context, cfg *Config, log *slog.Logger) (*identity.Identity, error) {
 	id, err := identity.Load(cfg.StateDir)
+	if err == nil {
+		learnAckKey(ctx, id, cfg.AggregatorURL, cfg.StateDir, log)
+	}
 	if err == nil || !errors.Is(err, identity.ErrNotEnrolled) || cfg.EnrollToken == "" {
 		return id, err
 	}
@@ -72,6 +78,27 @@ func Enrolled(ctx context.Context, cfg *Config, log *slog.Logger) (*identity.Ide
 	}
 	log.Info("enrolled", "tenant", id.Tenant, "device", id.Device, "key_id", id.KeyID)
 	return id, nil
+}
+
+// learnAckKey asks the aggregator (server, or the one the device enrolled with) for its
+// ack key when id has none, so that the uplink checks acks from then on. Failing is not
+// fatal: acks are then taken unsigned, as before, and the next start tries again.
+func learnAckKey(ctx context.Context, id *identity.Identity, server, dir string, log *slog.Logger) {
+	if id.AckKey != "" {
+		return
+	}
+	server = firstNonEmpty(server, id.Aggregator)
+	if server == "" {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := id.LearnAckKey(ctx, &http.Client{}, server, dir); err != nil {
+		log.Warn("could not learn the aggregator's ack key; acks are taken unsigned until a "+
+			"later start learns it", "device", id.Device, "err", err)
+		return
+	}
+	log.Info("learnt the aggregator's ack key; acks are checked from now on", "device", id.Device)
 }
 
 // New assembles an agent. It opens the outbox; Close releases it.
@@ -100,10 +127,9 @@ func New(cfg *Config, id *identity.Identity, src Source, log *slog.Logger) (*Age
 		return nil, fmt.Errorf("identity: %w", err)
 	}
 	if ackKey == nil {
-		// TODO: enrollments from before acks were signed carry no key; such an agent takes
-		// acks unsigned until it is enrolled again.
-		log.Warn("the enrollment names no aggregator ack key: acks are taken unsigned; " +
-			"enroll the device again to have them checked")
+		// Enrolled tried to learn it; the aggregator did not answer then.
+		log.Warn("the enrollment names no aggregator ack key: acks are taken unsigned until " +
+			"a start reaches the aggregator to learn it")
 	}
 	m := newMetrics(id, ob)
 	up := uplink.New(uplink.Config{

@@ -141,6 +141,9 @@ func (s *SNMPDevices) open(ctx context.Context, t SNMPTarget, profile *snmp.Prof
 		return nil, err
 	}
 	id, err := identity.Load(dir)
+	if err == nil {
+		learnAckKey(ctx, id, s.cfg.AggregatorURL, dir, s.log.With("target", t.Name))
+	}
 	if errors.Is(err, identity.ErrNotEnrolled) && t.EnrollToken != "" {
 		hc := &http.Client{Timeout: 30 * time.Second}
 		id, err = identity.Enroll(ctx, hc, s.cfg.AggregatorURL, t.EnrollToken, dir)

@@ -153,6 +153,42 @@ func Enroll(ctx context.Context, client *http.Client, server, token, dir string)
 	return id, nil
 }
 
+// LearnAckKey asks the aggregator at server for its public ack key and records it in the
+// identity in dir. It is for enrollments from before the enrollment response carried
+// the key; the key is trusted as the enrollment was, on the word of that server.
+func (id *Identity) LearnAckKey(ctx context.Context, client *http.Client, server, dir string) error {
+	url := strings.TrimRight(server, "/") + "/v1/ack-key"
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return fmt.Errorf("ack key: %w", err)
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return fmt.Errorf("ack key: %w", err)
+	}
+	defer resp.Body.Close()
+	rb, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<16))
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("ack key: %s: %s", resp.Status, strings.TrimSpace(string(rb)))
+	}
+	var r struct {
+		AckKey string `json:"ack_key"`
+	}
+	if err := json.Unmarshal(rb, &r); err != nil {
+		return fmt.Errorf("ack key response: %w", err)
+	}
+	learnt := *id
+	learnt.AckKey = r.AckKey
+	if k, err := learnt.AckPublicKey(); err != nil || k == nil {
+		return fmt.Errorf("ack key response: %q is not an Ed25519 public key", r.AckKey)
+	}
+	if err := learnt.save(dir); err != nil {
+		return err
+	}
+	id.AckKey = r.AckKey
+	return nil
+}
+
 func (id *Identity) save(dir string) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("state dir: %w", err)

@@ -91,6 +91,7 @@ func (s *Server) routes() {
 	s.clusterRoutes()
 	s.handle("POST /v1/tenants/{tenant}/enrollments", admin, s.createEnrollment)
 	s.handle("POST /v1/enroll", open, s.enroll)
+	s.handle("GET /v1/ack-key", open, s.getAckKey)
 	s.changeRoutes(admin)
 	s.handle("GET /v1/tenants/{tenant}/devices", admin, s.listDevices)
 	s.handle("GET /v1/tenants/{tenant}/devices/{device}", admin, s.getDevice)

@@ -173,6 +173,11 @@ func TestEnrollment(t *testing.T) {
 	}
 	st, msg = e.do("POST", "/v1/enroll", "", map[string]string{"token": tok.Token, "public_key": pub}, nil)
 	expect(t, "reused token", st, 403, msg, "already used")
+	// Agents enrolled before the response named the key ask for it, without a token.
+	var ak api.AckKeyResponse
+	if st, _ = e.do("GET", "/v1/ack-key", "", nil, &ak); st != 200 || ak.AckKey != res.AckKey {
+		t.Fatalf("ack key: %d %+v, want the enrollment's %s", st, ak, res.AckKey)
+	}
 
 	// Expired: a token issued now, redeemed after its ttl.
 	e.admin("POST", "/v1/tenants/acme/enrollments", map[string]string{"device": "fw1", "ttl": "1m"}, &tok)

@@ -106,6 +106,25 @@ func (s *Server) enroll(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+// AckKeyResponse is the body of GET /v1/ack-key.
+type AckKeyResponse struct {
+	AckKey string `json:"ack_key"` // standard base64 of the raw Ed25519 public key
+}
+
+// getAckKey serves the public half of the ack key, for agents enrolled before the
+// enrollment response carried it. It is public: acks are checked with it, not kept
+// secret by it.
+func (s *Server) getAckKey(w http.ResponseWriter, _ *http.Request) error {
+	k := s.store.AckKey()
+	if k == nil {
+		return errorf(http.StatusServiceUnavailable, "no ack key yet: the cluster has not "+
+			"elected its first leader")
+	}
+	writeJSON(w, http.StatusOK, AckKeyResponse{
+		AckKey: base64.StdEncoding.EncodeToString(k.Public().(ed25519.PublicKey))})
+	return nil
+}
+
 func (s *Server) listDevices(w http.ResponseWriter, r *http.Request) error {
 	devs, err := s.store.Devices(r.PathValue("tenant"))
 	if err != nil {
