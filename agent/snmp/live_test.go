@@ -372,6 +372,29 @@ func TestTrapTriggersImmediateRead(t *testing.T) {
 		t.Errorf("committer = %+v, want alice from the trap", c)
 	}
 
+	// The same notification as an SNMPv1 trap (enterprise-specific 2 of the
+	// ciscoConfigManMIB notifications), as older IOS and ASA configurations send it.
+	reads = w.Stats().Reads
+	if err := lab.SnmpTrap("-v", "1", "-c", "dev", addr, "1.3.6.1.4.1.9.9.43.2", "", "6", "2", "",
+		"1.3.6.1.4.1.9.9.43.1.1.6.1.8.193", "s", "frank"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, "read after the v1 trap", func() (bool, string) {
+		return w.Stats().Reads > reads, fmt.Sprintf("%+v", w.Stats())
+	})
+	if s := w.Stats(); s.LastReadWhy != "trap ccmCLIRunningConfigChanged" {
+		t.Errorf("read after the v1 trap: %q", s.LastReadWhy)
+	}
+	// A v1 trap with another community is not the target's.
+	unmatched := tl.Stats().Unmatched
+	if err := lab.SnmpTrap("-v", "1", "-c", "other", addr, "1.3.6.1.4.1.9.9.43.2", "", "6", "2",
+		""); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, "v1 trap with a wrong community unmatched", func() (bool, string) {
+		return tl.Stats().Unmatched > unmatched, fmt.Sprintf("%+v", tl.Stats())
+	})
+
 	// A v3 authPriv trap from the Juniper target's user.
 	if err := lab.SnmpTrap("-v", "3", "-l", "authPriv", "-u", v3User, "-a", "SHA-256", "-A", v3Auth,
 		"-x", "AES", "-X", v3Priv, "-e", "0x8000000001020304", addr, "",

@@ -309,3 +309,23 @@ func TestHistoryCommitter(t *testing.T) {
 		t.Fatalf("committer = %+v", c)
 	}
 }
+
+// TestV1TrapOID: SNMPv1 traps map to notification OIDs as RFC 3584 says, so v1 and v2
+// forms of a device's configuration-change trap are the same profile trap.
+func TestV1TrapOID(t *testing.T) {
+	for _, c := range []struct {
+		trap gosnmp.SnmpTrap
+		want string
+	}{
+		{gosnmp.SnmpTrap{GenericTrap: 0}, "1.3.6.1.6.3.1.1.5.1"},                               // coldStart
+		{gosnmp.SnmpTrap{GenericTrap: 3, Enterprise: ".1.3.6.1.4.1.9"}, "1.3.6.1.6.3.1.1.5.4"}, // linkUp
+		{gosnmp.SnmpTrap{GenericTrap: 6, Enterprise: ".1.3.6.1.4.1.9.9.43.2", SpecificTrap: 2},
+			"1.3.6.1.4.1.9.9.43.2.0.2"},
+		{gosnmp.SnmpTrap{GenericTrap: 6, Enterprise: "1.3.6.1.4.1.2636.4.5", SpecificTrap: 1},
+			"1.3.6.1.4.1.2636.4.5.0.1"},
+	} {
+		if got := v1TrapOID(c.trap); got != c.want {
+			t.Errorf("%+v: %s, want %s", c.trap, got, c.want)
+		}
+	}
+}

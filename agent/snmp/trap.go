@@ -15,7 +15,7 @@ import (
 )
 
 // TrapRoute says which notifications belong to a target: those from its host with its
-// community (v2c) or user (v3). Deliver gets the configuration-change ones; it must not
+// community (v1, v2c) or user (v3). Deliver gets the configuration-change ones; it must not
 // block (Watcher.Trap does not).
 type TrapRoute struct {
 	Target    string
@@ -34,10 +34,10 @@ type TrapStats struct {
 	Received, Delivered, Unmatched, Ignored uint64
 }
 
-// TrapListener receives SNMPv2c and SNMPv3 traps and informs (informs are acknowledged)
-// and hands configuration-change notifications to their targets' watchers. Garbage,
-// notifications that fail v3 authentication and those from unknown peers are dropped and
-// counted, never fatal.
+// TrapListener receives SNMPv1 traps, SNMPv2c and SNMPv3 traps and informs (informs are
+// acknowledged) and hands configuration-change notifications to their targets' watchers.
+// Garbage, notifications that fail v3 authentication and those from unknown peers are
+// dropped and counted, never fatal.
 type TrapListener struct {
 	addr   string
 	routes []TrapRoute
@@ -141,6 +141,9 @@ func (l *TrapListener) handle(p *gosnmp.SnmpPacket, from *net.UDPAddr) {
 		user = usm.UserName
 	}
 	trapOID := ""
+	if p.Version == gosnmp.Version1 {
+		trapOID = v1TrapOID(p.SnmpTrap)
+	}
 	for _, v := range p.Variables {
 		if strings.TrimPrefix(v.Name, ".") == OIDTrapOID {
 			if s, ok := v.Value.(string); ok {
@@ -155,7 +158,7 @@ func (l *TrapListener) handle(p *gosnmp.SnmpPacket, from *net.UDPAddr) {
 			continue
 		}
 		switch p.Version {
-		case gosnmp.Version2c:
+		case gosnmp.Version1, gosnmp.Version2c:
 			if r.Community == "" || p.Community != r.Community {
 				continue
 			}
@@ -164,7 +167,7 @@ func (l *TrapListener) handle(p *gosnmp.SnmpPacket, from *net.UDPAddr) {
 				continue
 			}
 		default:
-			continue // SNMPv1 traps are not supported
+			continue
 		}
 		matched = true
 		note, ok := Notification(r.Profile, trapOID, p.Variables)
@@ -180,6 +183,17 @@ func (l *TrapListener) handle(p *gosnmp.SnmpPacket, from *net.UDPAddr) {
 		l.unmatched.Add(1)
 		l.log.Debug("snmp trap from no known target", "from", host, "version", p.Version.String())
 	}
+}
+
+// v1TrapOID is the notification OID of an SNMPv1 trap, as RFC 3584 (section 3.1) maps
+// it: the standard traps coldStart … egpNeighborLoss (generic-trap 0-5) become
+// snmpTraps.N+1; an enterprise-specific trap (generic-trap 6) is the enterprise OID, 0,
+// and its specific-trap number.
+func v1TrapOID(t gosnmp.SnmpTrap) string {
+	if t.GenericTrap >= 0 && t.GenericTrap < 6 {
+		return fmt.Sprintf("1.3.6.1.6.3.1.1.5.%d", t.GenericTrap+1)
+	}
+	return fmt.Sprintf("%s.0.%d", strings.Trim(t.Enterprise, "."), t.SpecificTrap)
 }
 
 // Notification reports whether trapOID is one of the profile's configuration-change
