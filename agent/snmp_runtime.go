@@ -183,7 +183,9 @@ func (s *SNMPDevices) open(ctx context.Context, t SNMPTarget, profile *snmp.Prof
 		return nil, err
 	}
 	iv := snmp.Intervals{Poll: t.PollInterval, Walk: t.WalkInterval, Heartbeat: s.cfg.HeartbeatInterval}
-	w := snmp.NewWatcher(t.Name, snmp.NewPoller(client, profile), rep, iv, rep.Last(), log)
+	// The watcher names its target in every record itself.
+	w := snmp.NewWatcher(t.Name, snmp.NewPoller(client, profile), rep, iv, rep.Last(),
+		s.log.With("tenant", id.Tenant, "device", id.Device))
 	return &snmpDevice{target: t, rep: rep, client: client, watcher: w}, nil
 }
 

@@ -12,6 +12,7 @@ import (
 
 	"github.com/fenceline/fenceline/aggregator/api"
 	"github.com/fenceline/fenceline/aggregator/model"
+	"github.com/fenceline/fenceline/shared/event"
 )
 
 func (a *app) enrollCmd() *cobra.Command {
@@ -100,10 +101,7 @@ func (a *app) deviceCmd() *cobra.Command {
 			}
 			w := a.table("SEQ", "KIND", "OBSERVED", "DIGEST", "BY", "CHANGE", "WHERE", "WHAT")
 			for _, e := range evs {
-				by := "-"
-				if e.Committer != nil && e.Committer.Comm != "" {
-					by = fmt.Sprintf("%s[%d]", e.Committer.Comm, e.Committer.PID)
-				}
+				by := committerText(e.Committer)
 				first := []string{strconv.FormatUint(e.Seq, 10), string(e.Kind), e.Observed, short(e.After), by}
 				if len(e.Changes) == 0 {
 					row(w, append(first, "", "", "")...)
@@ -175,4 +173,27 @@ func short(s string) string {
 		rest = rest[:12]
 	}
 	return prefix + rest
+}
+
+// committerText is who made a change as the history shows it: the process as
+// "nft[1234]", the login ("alice", the user an SNMP trap named), or both; "-" when the
+// event names no one.
+func committerText(c *event.Committer) string {
+	if c == nil {
+		return "-"
+	}
+	var parts []string
+	switch {
+	case c.Comm != "" && c.PID != 0:
+		parts = append(parts, fmt.Sprintf("%s[%d]", c.Comm, c.PID))
+	case c.Comm != "":
+		parts = append(parts, c.Comm)
+	}
+	if c.LoginUID != "" {
+		parts = append(parts, c.LoginUID)
+	}
+	if len(parts) == 0 {
+		return "-"
+	}
+	return strings.Join(parts, " ")
 }

@@ -219,3 +219,21 @@ func TestDecodeStrict(t *testing.T) {
 		t.Fatalf("good file: %v %+v", err, req)
 	}
 }
+
+func TestCommitterText(t *testing.T) {
+	for _, c := range []struct {
+		c    *event.Committer
+		want string
+	}{
+		{nil, "-"},
+		{&event.Committer{}, "-"},
+		{&event.Committer{PID: 4242, Comm: "nft"}, "nft[4242]"},
+		{&event.Committer{PID: 4242, Comm: "nft", LoginUID: "1000"}, "nft[4242] 1000"},
+		{&event.Committer{LoginUID: "carol"}, "carol"},                            // an SNMP trap's user
+		{&event.Committer{Comm: "junoscript", LoginUID: "bob"}, "junoscript bob"}, // and its source
+	} {
+		if got := committerText(c.c); got != c.want {
+			t.Errorf("%+v: %q, want %q", c.c, got, c.want)
+		}
+	}
+}
