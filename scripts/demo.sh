@@ -61,6 +61,12 @@ for port in "$api_port" "$mqtt_port" "$raft_port"; do
 		exit 1
 	fi
 done
+for port in "$snmp_port" "$trap_port"; do
+	if [ -n "$(ss -Hlun "sport = :$port")" ]; then
+		echo "UDP port $port is in use; set FENCELINE_DEMO_{SNMP,TRAP}_PORT" >&2
+		exit 1
+	fi
+done
 
 say "A firewall: network namespace $ns with the ruleset $(basename "$ruleset")"
 ip netns add "$ns"
