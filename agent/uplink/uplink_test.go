@@ -180,8 +180,7 @@ func TestLinkStatusAndLogs(t *testing.T) {
 // chainEvent seals a stand-in event: the uplink moves envelopes, it does not read them.
 func chainEvent(seq uint64, prev string) ([]byte, string, error) {
 	env := []byte(fmt.Sprintf(`{"seq":"%d","prev":%q}`, seq, prev))
-	sum := sha256.Sum256(env)
-	return env, hex.EncodeToString(sum[:]), nil
+	return env, envelopeID(env), nil
 }
 
 // TestForgedAcks: acks are not signed, so the uplink refuses what cannot come from the
@@ -309,38 +308,18 @@ func TestGapHeadResends(t *testing.T) {
 
 	// The aggregator: accepts the next sequence only, loses the first copy of event 3,
 	// and answers every other event with its head.
-	var mu sync.Mutex
 	var head event.Ack
 	lost := false
-	agg := mqtt.NewClient(mqtt.NewClientOptions().AddBroker(broker).SetClientID("aggregator"))
-	if tok := agg.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
-		t.Fatalf("connect: %v", tok.Error())
-	}
-	defer agg.Disconnect(100)
-	acks := event.DeviceTopic("acme", "fw-1", event.TopicAcks)
-	tok := agg.Subscribe(event.DeviceTopic("acme", "fw-1", event.TopicEvents), 1,
-		func(c mqtt.Client, m mqtt.Message) {
-			var e struct {
-				Seq uint64 `json:"seq,string"`
-			}
-			json.Unmarshal(m.Payload(), &e)
-			mu.Lock()
-			if e.Seq == 3 && !lost {
-				lost = true
-				mu.Unlock()
-				return
-			}
-			if e.Seq == head.Seq+1 {
-				sum := sha256.Sum256(m.Payload())
-				head = event.Ack{Seq: e.Seq, ID: hex.EncodeToString(sum[:])}
-			}
-			b, _ := json.Marshal(head)
-			mu.Unlock()
-			c.Publish(acks, 1, true, b)
-		})
-	if !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
-		t.Fatalf("subscribe: %v", tok.Error())
-	}
+	answerEvents(t, broker, func(seq uint64, env []byte) *event.Ack {
+		if seq == 3 && !lost {
+			lost = true
+			return nil
+		}
+		if seq == head.Seq+1 {
+			head = event.Ack{Seq: seq, ID: envelopeID(env)}
+		}
+		return &head
+	})
 
 	u := New(Config{BrokerURL: broker, Tenant: "acme", Device: "fw-1", Batch: 2, Window: 4,
 		ResendAfter: time.Minute}, ob, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
@@ -430,44 +409,28 @@ func TestReplayedSignedAck(t *testing.T) {
 	var mu sync.Mutex
 	mode := honest
 	var head, first event.Ack // the aggregator's head; its signed ack of event 1
-	agg := mqtt.NewClient(mqtt.NewClientOptions().AddBroker(broker).SetClientID("aggregator"))
-	if tok := agg.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
-		t.Fatalf("connect: %v", tok.Error())
-	}
-	defer agg.Disconnect(100)
-	acks := event.DeviceTopic("acme", "fw-1", event.TopicAcks)
-	tok := agg.Subscribe(event.DeviceTopic("acme", "fw-1", event.TopicEvents), 1,
-		func(c mqtt.Client, m mqtt.Message) {
-			var e struct {
-				Seq uint64 `json:"seq,string"`
+	answerEvents(t, broker, func(seq uint64, env []byte) *event.Ack {
+		mu.Lock()
+		defer mu.Unlock()
+		var a event.Ack
+		switch mode {
+		case honest:
+			if seq == head.Seq+1 {
+				head = event.Ack{Seq: seq, ID: envelopeID(env)}
 			}
-			json.Unmarshal(m.Payload(), &e)
-			mu.Lock()
-			var a event.Ack
-			switch mode {
-			case honest:
-				if e.Seq == head.Seq+1 {
-					sum := sha256.Sum256(m.Payload())
-					head = event.Ack{Seq: e.Seq, ID: hex.EncodeToString(sum[:])}
-				}
-				a = event.SignAck(key, "acme", "fw-1", event.Ack{Seq: head.Seq, ID: head.ID,
-					At: time.Now().UnixMilli()})
-				if a.Seq == 1 && first.Seq == 0 {
-					first = a
-				}
-			case replay:
-				a = first
-			case restored:
-				a = event.SignAck(key, "acme", "fw-1", event.Ack{Seq: first.Seq, ID: first.ID,
-					At: time.Now().UnixMilli()})
+			a = event.SignAck(key, "acme", "fw-1", event.Ack{Seq: head.Seq, ID: head.ID,
+				At: time.Now().UnixMilli()})
+			if a.Seq == 1 && first.Seq == 0 {
+				first = a
 			}
-			mu.Unlock()
-			b, _ := json.Marshal(a)
-			c.Publish(acks, 1, true, b)
-		})
-	if !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
-		t.Fatalf("subscribe: %v", tok.Error())
-	}
+		case replay:
+			a = first
+		case restored:
+			a = event.SignAck(key, "acme", "fw-1", event.Ack{Seq: first.Seq, ID: first.ID,
+				At: time.Now().UnixMilli()})
+		}
+		return &a
+	})
 	setMode := func(m int) { mu.Lock(); mode = m; mu.Unlock() }
 
 	m := NewMetrics(nil)
@@ -512,4 +475,42 @@ func TestReplayedSignedAck(t *testing.T) {
 	case <-time.After(15 * time.Second):
 		t.Fatal("no re-anchoring on the restored aggregator's freshly signed head")
 	}
+}
+
+// answerEvents plays the aggregator's side of the topics for device acme/fw-1 on broker:
+// each event published is handed to answer (one at a time, in arrival order) with its
+// sequence, and what answer returns is published, retained, on the acks topic; nil
+// answers nothing.
+func answerEvents(t *testing.T, broker string, answer func(seq uint64, env []byte) *event.Ack) {
+	t.Helper()
+	agg := mqtt.NewClient(mqtt.NewClientOptions().AddBroker(broker).SetClientID("aggregator"))
+	if tok := agg.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatalf("connect: %v", tok.Error())
+	}
+	t.Cleanup(func() { agg.Disconnect(100) })
+	acks := event.DeviceTopic("acme", "fw-1", event.TopicAcks)
+	var mu sync.Mutex
+	tok := agg.Subscribe(event.DeviceTopic("acme", "fw-1", event.TopicEvents), 1,
+		func(c mqtt.Client, m mqtt.Message) {
+			var e struct {
+				Seq uint64 `json:"seq,string"`
+			}
+			json.Unmarshal(m.Payload(), &e)
+			mu.Lock()
+			a := answer(e.Seq, m.Payload())
+			mu.Unlock()
+			if a != nil {
+				b, _ := json.Marshal(a)
+				c.Publish(acks, 1, true, b)
+			}
+		})
+	if !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatalf("subscribe: %v", tok.Error())
+	}
+}
+
+// envelopeID is the id of a stand-in event (see chainEvent).
+func envelopeID(env []byte) string {
+	sum := sha256.Sum256(env)
+	return hex.EncodeToString(sum[:])
 }
