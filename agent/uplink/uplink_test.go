@@ -213,20 +213,12 @@ func TestForgedAcks(t *testing.T) {
 			t.Fatalf("publish ack: %v", tok.Error())
 		}
 	}
-	tok := forger.Subscribe(event.DeviceTopic("acme", "fw-1", event.TopicEvents), 1,
-		func(c mqtt.Client, _ mqtt.Message) {
-			mu.Lock()
-			seen++
-			a := answer
-			mu.Unlock()
-			if a != nil {
-				b, _ := json.Marshal(a)
-				c.Publish(acks, 1, true, b)
-			}
-		})
-	if !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
-		t.Fatalf("subscribe: %v", tok.Error())
-	}
+	answerEvents(t, broker, func(uint64, []byte) *event.Ack {
+		mu.Lock()
+		defer mu.Unlock()
+		seen++
+		return answer
+	})
 	published := func() int { mu.Lock(); defer mu.Unlock(); return seen }
 
 	var ids []string
