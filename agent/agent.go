@@ -80,14 +80,16 @@ func Enrolled(ctx context.Context, cfg *Config, log *slog.Logger) (*identity.Ide
 	return id, nil
 }
 
-// learnAckKey asks the aggregator (server, or the one the device enrolled with) for its
-// ack key when id has none, so that the uplink checks acks from then on. Failing is not
-// fatal: acks are then taken unsigned, as before, and the next start tries again.
+// learnAckKey asks the aggregator the device enrolled with (server only when the
+// enrollment names none) for its ack key when id has none, so that the uplink checks acks
+// from then on. Only that aggregator is asked: a key learnt from another would make the
+// agent refuse every real ack. Failing is not fatal: acks are then taken unsigned, as
+// before, and the next start tries again.
 func learnAckKey(ctx context.Context, id *identity.Identity, server, dir string, log *slog.Logger) {
 	if id.AckKey != "" {
 		return
 	}
-	server = firstNonEmpty(server, id.Aggregator)
+	server = firstNonEmpty(id.Aggregator, server)
 	if server == "" {
 		return
 	}

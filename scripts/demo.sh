@@ -10,7 +10,6 @@ set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 bin=$root/bin
-work=$(mktemp -d /tmp/fenceline-demo.XXXXXX)
 ns=fl-demo-$$
 tenant=acme
 device=fw-branch-1
@@ -30,6 +29,20 @@ ruleset=$root/../shared/corpus/nft/user-linux-wireless-router.nft
 # CISCO-CONFIG-MAN-MIB change scalars of snmpsim's cisco_16_switch recording, BSD-2).
 recording=$root/configs/demo/cisco-switch.snmprec
 
+for port in "$api_port" "$mqtt_port" "$raft_port"; do
+	if (exec 3<>/dev/tcp/127.0.0.1/"$port") 2>/dev/null; then
+		echo "port $port on 127.0.0.1 is in use; set FENCELINE_DEMO_{API,MQTT,RAFT}_PORT" >&2
+		exit 1
+	fi
+done
+for port in "$snmp_port" "$trap_port"; do
+	if [ -n "$(ss -Hlun "sport = :$port")" ]; then
+		echo "UDP port $port is in use; set FENCELINE_DEMO_{SNMP,TRAP}_PORT" >&2
+		exit 1
+	fi
+done
+
+work=$(mktemp -d /tmp/fenceline-demo.XXXXXX)
 pids=()
 cleanup() {
 	for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
@@ -54,19 +67,6 @@ wait_for() { # wait_for SECONDS DESCRIPTION COMMAND...
 	echo "timed out waiting for $what" >&2
 	return 1
 }
-
-for port in "$api_port" "$mqtt_port" "$raft_port"; do
-	if (exec 3<>/dev/tcp/127.0.0.1/"$port") 2>/dev/null; then
-		echo "port $port on 127.0.0.1 is in use; set FENCELINE_DEMO_{API,MQTT,RAFT}_PORT" >&2
-		exit 1
-	fi
-done
-for port in "$snmp_port" "$trap_port"; do
-	if [ -n "$(ss -Hlun "sport = :$port")" ]; then
-		echo "UDP port $port is in use; set FENCELINE_DEMO_{SNMP,TRAP}_PORT" >&2
-		exit 1
-	fi
-done
 
 say "A firewall: network namespace $ns with the ruleset $(basename "$ruleset")"
 ip netns add "$ns"
@@ -170,8 +170,9 @@ fnft -f "$work/current.nft"
 
 wait_for 10 "three deviations" sh -c "[ \$('$bin/fencectl' --server '$api' --token-file '$work/aggregator/admin.token' --tenant $tenant deviations --device $device -o json | grep -c '\"unauthorized\"') -ge 3 ]"
 wait_for 10 "the Cisco's deviation" sh -c "'$bin/fencectl' --server '$api' --token-file '$work/aggregator/admin.token' --tenant $tenant deviations --device $snmp_device -o json | grep -q unauthorized"
-say "Device history"
+say "Device history: $device (nftables)"
 ctl device history "$device"
+say "Device history: $snmp_device (SNMP)"
 ctl device history "$snmp_device"
 say "Deviations"
 ctl deviations

@@ -307,6 +307,7 @@ func (u *Uplink) Run(ctx context.Context) error {
 		return err
 	}
 	p.acked, p.sent, p.lastAt = head.Acked, head.Acked, head.AckedAt
+	u.metrics.Acked.Set(float64(head.Acked))
 	// A previous run may have published everything pending: count it as published.
 	if head.Seq > u.published.Load() {
 		u.published.Store(head.Seq)
@@ -501,8 +502,9 @@ func (p *pump) confirmed(r ack, err error) bool {
 	if p.lastAt > 0 && (r.At <= p.lastAt || (s != nil && s.Ack.Seq == r.Seq &&
 		s.Ack.ID == r.ID && r.At <= s.Ack.At)) {
 		u.metrics.StaleAcks.Inc()
-		u.log.Warn("ack ignored: older than acks already taken (a replayed message?)",
-			"ack", r.Seq, "id", r.ID, "sent_ms", r.At, "newest_ms", p.lastAt, "err", err)
+		u.log.Warn("ack ignored: it does not tie to this outbox's chain and was sent before "+
+			"acks already taken (a replayed message?)", "ack", r.Seq, "sent_ms", r.At,
+			"newest_ms", p.lastAt, "err", err)
 		return false
 	}
 	if s == nil || s.Seq != r.Seq || s.ID != r.ID {

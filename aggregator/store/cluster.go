@@ -218,6 +218,16 @@ func (s *Store) Remove(ctx context.Context, id string) error {
 	}) {
 		return fmt.Errorf("node %s: %w", id, ErrNotFound)
 	}
+	voters := 0
+	for _, srv := range cfg.Servers {
+		if srv.Suffrage == raft.Voter && string(srv.ID) != id {
+			voters++
+		}
+	}
+	if voters == 0 {
+		return fmt.Errorf("%w: node %s is the cluster's last voter; a cluster cannot remove "+
+			"its last voting node", ErrInvalid, id)
+	}
 	// The node table first: once this node has removed itself it can no longer write.
 	if _, err := s.apply(ctx, cmdRemoveNode, &removeNodeCmd{ID: id}); err != nil {
 		return err

@@ -244,3 +244,24 @@ func TestLeaderDutiesMoveWithLeadership(t *testing.T) {
 func contextWithCancel() (context.Context, context.CancelFunc) {
 	return context.WithCancel(context.Background())
 }
+
+// TestRemoveLastVoter: a single node refuses to remove itself, as an invalid request,
+// and its state is untouched (no node-table write, still a member).
+func TestRemoveLastVoter(t *testing.T) {
+	s := teststore.NewStore(t)
+	before, err := s.Cluster()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Remove(context.Background(), before.NodeID); !errors.Is(err, store.ErrInvalid) {
+		t.Fatalf("removing the last voter: %v, want ErrInvalid", err)
+	}
+	after, err := s.Cluster()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after.CommitIndex != before.CommitIndex || len(after.Members) != 1 ||
+		after.Members[0] != before.Members[0] {
+		t.Fatalf("cluster changed: %+v, was %+v", after, before)
+	}
+}

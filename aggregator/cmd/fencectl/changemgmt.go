@@ -133,6 +133,9 @@ func (a *app) crCreateCmd() *cobra.Command {
 			for _, w := range out.Warnings {
 				fmt.Fprintln(a.stderr, "warning:", w)
 			}
+			if a.json() {
+				return a.printJSON(out) // the CR with its warnings
+			}
 			return a.showCR(out.CR)
 		},
 	}

@@ -182,6 +182,13 @@ func TestFencectl(t *testing.T) {
 		!strings.Contains(stderr.String(), "warning: fw1: change 2: position 9 is past the end of chain ip filter TCP (1 rule)") {
 		t.Fatalf("cr create with an unreachable plan: %v\nstdout:\n%s\nstderr:\n%s", err, stdout.String(), stderr.String())
 	}
+	var created api.CRCreated
+	c.json(&created, "cr", "create", "--device", "fw1", "--title", "typo", "--requester", "alice",
+		"--window-start", "now", "--window-end", "+1h", "--add", "ip filtre input|tcp dport 25 accept")
+	if created.CR == nil || created.ID != "CR-000004" || len(created.Warnings) != 1 ||
+		!strings.Contains(created.Warnings[0], "table ip filtre does not exist") {
+		t.Fatalf("cr create -o json: %+v", created)
+	}
 
 	// Errors are clear.
 	if _, err := c.run("cr", "show", "CR-404"); err == nil || !strings.Contains(err.Error(), "404") {
