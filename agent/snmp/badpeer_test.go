@@ -16,7 +16,6 @@ import (
 	"github.com/gosnmp/gosnmp"
 
 	"github.com/fenceline/fenceline/shared/event"
-	"github.com/fenceline/fenceline/shared/ruleset"
 )
 
 // badPeer is an SNMPv2c agent that misbehaves on purpose, over a real UDP socket on
@@ -281,7 +280,7 @@ func TestTableChangesMidWalk(t *testing.T) {
 		}
 		return 1
 	})
-	s, err := NewPoller(dialPeer(t, addr), tableProfile(t)).Read(context.Background(), ruleset.Sum{})
+	s, err := NewPoller(dialPeer(t, addr), tableProfile(t)).Read(context.Background(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -162,8 +162,8 @@ func TestBuildCorpus(t *testing.T) {
 		}
 		// The change indicators the profiles keep as state are there when recorded.
 		for oid, object := range map[string]string{
-			"1.3.6.1.4.1.9.9.43.1.1.1.0":    "scalar ccmHistoryRunningLastChanged",
-			"1.3.6.1.4.1.2636.3.18.1.3.0":   "scalar jnxCmCfgChgLatestDate",
+			"1.3.6.1.4.1.9.9.43.1.1.1.0":    "indicator ccmHistoryRunningLastChanged",
+			"1.3.6.1.4.1.2636.3.18.1.3.0":   "indicator jnxCmCfgChgLatestDate",
 			"1.3.6.1.4.1.12356.101.4.1.1.0": "scalar fgSysVersion",
 			"1.3.6.1.4.1.25461.2.1.2.1.1.0": "scalar panSysSwVersion",
 		} {

@@ -365,7 +365,7 @@ func TestTrapTriggersImmediateRead(t *testing.T) {
 	}
 	got := waitReports(t, sink, 2, 5*time.Second)
 	d := ruleset.Diff(got[0].rs, got[1].rs)
-	if len(d) != 1 || d[0].Object != "scalar ccmHistoryRunningLastChanged" || d[0].After != "464999999" {
+	if len(d) != 1 || d[0].Object != "indicator ccmHistoryRunningLastChanged" || d[0].After != "464999999" {
 		t.Errorf("diff = %+v", d)
 	}
 	if c := got[1].committer; c == nil || c.LoginUID != "alice" {
@@ -531,7 +531,7 @@ func TestSnmpsimCiscoBackupIsNotAChange(t *testing.T) {
 	got := waitReports(t, sink, 2, 20*time.Second)
 	d := ruleset.Diff(got[0].rs, got[1].rs)
 	if got[1].kind != event.Change || len(d) != 1 ||
-		d[0].Object != "scalar ccmHistoryRunningLastChanged" || d[0].After != "492450000" {
+		d[0].Object != "indicator ccmHistoryRunningLastChanged" || d[0].After != "492450000" {
 		t.Fatalf("%s, diff %+v", got[1].kind, d)
 	}
 	if c := got[1].committer; c == nil || c.LoginUID != "alice" || c.Comm != "commandLine" ||

@@ -31,6 +31,9 @@ type Poller struct {
 	p    *Profile
 	now  func() time.Time
 	last *Reading
+	// indicators holds the values the device gave for its indicator scalars at the last
+	// successful read, by "table name"; nil before the first.
+	indicators map[string][]string
 }
 
 // NewPoller returns a poller for the client and the resolved profile.
@@ -173,10 +176,19 @@ type Snapshot struct {
 
 // Read takes a consistent snapshot. The triggers are read before and after the walks
 // and must agree, or the walks are repeated; when the state differs from prev (the
-// digest last reported) the walks are repeated once more and must give the same state,
-// so a table that changed during a walk is never reported half old, half new. After
-// maxAttempts reads without agreement it returns ErrUnstable.
-func (p *Poller) Read(ctx context.Context, prev ruleset.Sum) (*Snapshot, error) {
+// state last reported, nil before the first) the walks are repeated once more and must
+// give the same state, so a table that changed during a walk is never reported half
+// old, half new. After maxAttempts reads without agreement it returns ErrUnstable.
+//
+// Indicator scalars keep the value last reported unless the device moved them since the
+// previous read: a restart resets an indicator such as Cisco's
+// ccmHistoryRunningLastChanged (sysUpTime at the last change) without any configuration
+// change, and that is not reported, then or at later reads.
+func (p *Poller) Read(ctx context.Context, prev *ruleset.Ruleset) (*Snapshot, error) {
+	var prevDigest ruleset.Sum
+	if prev != nil {
+		prevDigest = prev.Digest()
+	}
 	var candidate *Snapshot
 	restarted, note := false, ""
 	for attempt := 1; attempt <= maxAttempts; attempt++ {
@@ -212,14 +224,15 @@ func (p *Poller) Read(ctx context.Context, prev ruleset.Sum) (*Snapshot, error) 
 		if err != nil {
 			return nil, err
 		}
+		raw := stickIndicators(rs, prev, p.indicators, restarted)
 		s := &Snapshot{State: rs, Digest: rs.Digest(), Attempts: attempt, Restarted: restarted,
 			Note: note}
 		switch {
-		case s.Digest == prev:
-			p.last = after
+		case s.Digest == prevDigest:
+			p.last, p.indicators = after, raw
 			return s, nil
 		case candidate != nil && candidate.Digest == s.Digest:
-			p.last = after
+			p.last, p.indicators = after, raw
 			s.Committer = p.committer(ctx)
 			return s, nil
 		}
@@ -373,4 +386,45 @@ func plain(v gosnmp.SnmpPDU, r *Ref) string {
 		s = s[:maxLen]
 	}
 	return s
+}
+
+// stickIndicators gives each indicator object of rs the value it has in prev, the state
+// last reported, unless the device moved it: since the previous read (seen, the values
+// that read gave), and not by restarting. Without a previous read (the agent just
+// started) the device's value stands. It returns the device's values, for the next read.
+func stickIndicators(rs, prev *ruleset.Ruleset, seen map[string][]string, restarted bool) map[string][]string {
+	raw := map[string][]string{}
+	for _, t := range rs.Tables {
+		for _, o := range t.Objects {
+			if o.Type != IndicatorType {
+				continue
+			}
+			key := t.Name + " " + o.Name
+			raw[key] = o.Spec
+			last, known := seen[key]
+			if !restarted && (!known || !slices.Equal(last, o.Spec)) {
+				continue // moved (or first seen): the device's value is the news
+			}
+			if reported := indicatorIn(prev, t.Name, o.Name); reported != nil {
+				o.Spec = reported.Spec
+			}
+		}
+	}
+	return raw
+}
+
+func indicatorIn(rs *ruleset.Ruleset, table, name string) *ruleset.Object {
+	if rs == nil {
+		return nil
+	}
+	t := rs.Table(Family, table)
+	if t == nil {
+		return nil
+	}
+	for _, o := range t.Objects {
+		if o.Type == IndicatorType && o.Name == name {
+			return o
+		}
+	}
+	return nil
 }

@@ -80,6 +80,12 @@ type Column struct {
 	Name string `yaml:"name"`
 	// Volatile columns (counters, rates, uptimes, last-used times) are dropped.
 	Volatile bool `yaml:"volatile"`
+	// Indicator marks a scalar that moves with every configuration change without being
+	// configuration itself (the time of the last change). It is kept as an object of
+	// type "indicator", so a change SNMP shows nothing else of is still seen; the
+	// aggregator decides it with the other changes of its event, and a restart that
+	// resets it is no change (see Watcher). Scalars only.
+	Indicator bool `yaml:"indicator"`
 	// Syntax renders octet strings: "" (text when printable, else hex), "hex", "mac",
 	// "ip", "datetime" (DateAndTime). Integers with an Enum render as "name(n)".
 	Syntax string         `yaml:"syntax"`
@@ -276,6 +282,10 @@ func (t *TableSpec) check() []error {
 		}
 		if !validSyntax(c.Syntax) {
 			errs = append(errs, fmt.Errorf("table %s: column %s: syntax %q", t.Name, c.Name, c.Syntax))
+		}
+		if c.Indicator && (t.Kind != KindScalars || c.Volatile) {
+			errs = append(errs, fmt.Errorf("table %s: column %s: indicator is for scalars that "+
+				"are not volatile", t.Name, c.Name))
 		}
 		t.byID[c.ID] = c
 		names[c.Name] = true

@@ -14,8 +14,12 @@ import (
 // Family is the ruleset.Table family of every table of an SNMP device's state.
 const Family = "snmp"
 
-// ScalarType is the object type of one scalar of a scalars group.
-const ScalarType = "scalar"
+// ScalarType is the object type of one scalar of a scalars group; IndicatorType that of
+// a scalar the profile marks as a change indicator (Column.Indicator).
+const (
+	ScalarType    = "scalar"
+	IndicatorType = ruleset.IndicatorType
+)
 
 // Build turns the walks of a profile's tables into the device's canonical state: one
 // table per TableSpec (present even when the device returned nothing for it), one
@@ -101,7 +105,7 @@ func buildTable(spec *TableSpec, pdus []gosnmp.SnmpPDU) (*ruleset.Table, error) 
 		}
 		slices.Sort(cols)
 		var lines []string
-		colName := ""
+		colName, typ := "", ScalarType
 		for _, id := range cols {
 			pdu := r.vals[id]
 			col := spec.byID[id]
@@ -113,6 +117,9 @@ func buildTable(spec *TableSpec, pdus []gosnmp.SnmpPDU) (*ruleset.Table, error) 
 			colName = "col" + strconv.FormatUint(uint64(id), 10)
 			if col != nil {
 				colName, syntax, enum = col.Name, col.Syntax, col.Enum
+				if col.Indicator {
+					typ = IndicatorType
+				}
 			}
 			if spec.Kind == KindScalars {
 				lines = append(lines, Render(pdu, syntax, enum))
@@ -124,7 +131,7 @@ func buildTable(spec *TableSpec, pdus []gosnmp.SnmpPDU) (*ruleset.Table, error) 
 			if len(lines) == 0 {
 				continue // a volatile scalar
 			}
-			t.Objects = append(t.Objects, &ruleset.Object{Type: ScalarType, Name: colName, Spec: lines})
+			t.Objects = append(t.Objects, &ruleset.Object{Type: typ, Name: colName, Spec: lines})
 			continue
 		}
 		// A row exists when any of its columns answered, even if every column it has is

@@ -159,7 +159,7 @@ func TestBuildCiscoHistoryIsNotState(t *testing.T) {
 	for _, o := range tab.Objects {
 		lines = append(lines, o.Type+" "+o.Name+" = "+strings.Join(o.Spec, ";"))
 	}
-	want := []string{"scalar ccmHistoryRunningLastChanged = 16144", "scalar ccmHistoryMaxEventEntries = 10"}
+	want := []string{"indicator ccmHistoryRunningLastChanged = 16144", "scalar ccmHistoryMaxEventEntries = 10"}
 	if strings.Join(lines, "|") != strings.Join(want, "|") {
 		t.Fatalf("ccmHistory = %q, want %q", lines, want)
 	}
@@ -327,5 +327,42 @@ func TestV1TrapOID(t *testing.T) {
 		if got := v1TrapOID(c.trap); got != c.want {
 			t.Errorf("%+v: %s, want %s", c.trap, got, c.want)
 		}
+	}
+}
+
+// TestStickIndicators: an indicator keeps the value last reported until the device
+// moves it; a restart that resets it is no move, then or at later reads.
+func TestStickIndicators(t *testing.T) {
+	state := func(v string) *ruleset.Ruleset {
+		return &ruleset.Ruleset{Tables: []*ruleset.Table{{Family: Family, Name: "ccmHistory",
+			Objects: []*ruleset.Object{
+				{Type: IndicatorType, Name: "ccmHistoryRunningLastChanged", Spec: []string{v}},
+				{Type: ScalarType, Name: "ccmHistoryMaxEventEntries", Spec: []string{"10"}}}}}}
+	}
+	value := func(rs *ruleset.Ruleset) string { return rs.Tables[0].Objects[0].Spec[0] }
+	reported := state("100")
+	var seen map[string][]string
+	for i, step := range []struct {
+		device    string
+		restarted bool
+		want      string
+	}{
+		{"100", false, "100"}, // the agent starts: the device's value
+		{"150", false, "150"}, // a configuration change moves it
+		{"20", true, "150"},   // a reboot resets it: not a change
+		{"20", false, "150"},  // and stays not one
+		{"35", false, "35"},   // the next change after the reboot
+		{"35", true, "35"},
+	} {
+		rs := state(step.device)
+		seen = stickIndicators(rs, reported, seen, step.restarted)
+		if got := value(rs); got != step.want {
+			t.Fatalf("step %d (device %s, restarted %v): reported %s, want %s", i, step.device,
+				step.restarted, got, step.want)
+		}
+		if seen["ccmHistory ccmHistoryRunningLastChanged"][0] != step.device {
+			t.Fatalf("step %d: seen %v", i, seen)
+		}
+		reported = rs
 	}
 }

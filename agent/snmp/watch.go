@@ -199,7 +199,7 @@ func (w *Watcher) read(ctx context.Context, why string, trapCommitter *event.Com
 	w.st.LastReadStart, w.st.LastReadWhy = time.Now(), why
 	w.mu.Unlock()
 	w.reads.Add(1)
-	s, err := w.poller.Read(ctx, w.lastDigest)
+	s, err := w.poller.Read(ctx, w.last)
 	if err != nil {
 		w.readErrors.Add(1)
 		w.failed(ctx, err)

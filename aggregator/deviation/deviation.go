@@ -572,12 +572,15 @@ func sameItem(d *model.Deviation, ch ruleset.Change) bool {
 // group finds the changes that came or went with a whole table or chain (a table deleted
 // takes its chains, rules, sets and elements with it) and takes them out of the
 // evaluation: the table or chain change stands for all of them and raises one deviation.
-// It returns, per head change, how many changes it stands for.
+// It returns, per head change, how many changes it stands for. A change of an indicator
+// object (ruleset.IndicatorType) goes with the first other change of its event the same
+// way (a CR for that change covers it), without counting as inside it.
 func (e *engine) group() map[int]int {
 	e.head = make([]int, len(e.o.Changes))
 	for i := range e.head {
 		e.head[i] = -1
 	}
+	defer e.groupIndicators()
 	type key struct{ fam, table, chain string }
 	heads := map[key]int{}
 	for i, ch := range e.o.Changes {
@@ -608,6 +611,23 @@ func (e *engine) group() map[int]int {
 		members[h]++
 	}
 	return members
+}
+
+// groupIndicators makes the first change of the event that is neither an indicator nor
+// in a group the head of every indicator change, when there is one.
+func (e *engine) groupIndicators() {
+	h := slices.IndexFunc(e.o.Changes, func(ch ruleset.Change) bool { return !ch.IsIndicator() })
+	for h >= 0 && e.head[h] >= 0 {
+		h = e.head[h] // the table or chain change that stands for it
+	}
+	if h < 0 {
+		return
+	}
+	for i, ch := range e.o.Changes {
+		if ch.IsIndicator() && e.head[i] < 0 {
+			e.head[i], e.done[i] = h, true
+		}
+	}
 }
 
 // ungroup gives the members of a group the outcome of its head.

@@ -309,3 +309,42 @@ func TestConfigChangePlans(t *testing.T) {
 		t.Fatalf("a config change covered a rule: %+v", res.Deviations)
 	}
 }
+
+// TestIndicatorGoesWithItsEvent: a change indicator (Cisco's time of last change) moves
+// with every configuration change; it is decided with the first other change of its
+// event (covered by the CR that covers it, or part of its deviation), and raises its own
+// deviation only when nothing else changed.
+func TestIndicatorGoesWithItsEvent(t *testing.T) {
+	dev := &model.Device{Tenant: "acme", Device: "fw1"}
+	indicator := ruleset.Change{Kind: ruleset.ObjectChanged, Family: "snmp", Table: "ccmHistory",
+		Object: "indicator ccmHistoryRunningLastChanged", Before: "100", After: "150"}
+	row := ruleset.Change{Kind: ruleset.ObjectChanged, Family: "snmp", Table: "ifTable",
+		Object: "ifEntry 4", Before: "ifAdminStatus = up(1)", After: "ifAdminStatus = down(2)"}
+	obs := t0.Add(10 * time.Minute)
+	eval := func(crs []*model.CR, changes ...ruleset.Change) Result {
+		return Evaluate(Observation{Tenant: "acme", Device: dev, EventID: "e1", Seq: 2,
+			Observed: obs, Received: obs, Changes: changes, FirstDeviation: 1},
+			Input{CRs: crs})
+	}
+	plan := model.PlannedChange{Action: model.ActionConfig, Object: "ifEntry 4"}
+	res := eval([]*model.CR{approved("CR-1", plan)}, indicator, row)
+	if len(res.Deviations) != 0 || len(res.Updated) != 1 || res.Updated[0].State != model.CRImplemented ||
+		res.Outcomes[0].CR != "CR-1" {
+		t.Fatalf("planned row with its indicator: deviations %+v, outcomes %+v", res.Deviations,
+			res.Outcomes)
+	}
+	res = eval(nil, indicator, row)
+	if len(res.Deviations) != 1 || res.Deviations[0].Object != "ifEntry 4" ||
+		res.Outcomes[0].Deviation != res.Outcomes[1].Deviation || res.Deviations[0].Detail != "" {
+		t.Fatalf("unplanned row with its indicator: deviations %+v, outcomes %+v", res.Deviations,
+			res.Outcomes)
+	}
+	res = eval(nil, indicator)
+	if len(res.Deviations) != 1 || res.Deviations[0].Object != indicator.Object {
+		t.Fatalf("indicator alone: %+v", res.Deviations)
+	}
+	res = eval([]*model.CR{approved("CR-1", model.PlannedChange{Action: model.ActionConfig})}, indicator)
+	if len(res.Deviations) != 0 {
+		t.Fatalf("indicator alone under a config-any CR: %+v", res.Deviations)
+	}
+}

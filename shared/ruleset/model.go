@@ -15,6 +15,7 @@ package ruleset
 import (
 	"cmp"
 	"slices"
+	"strings"
 )
 
 // Ruleset is the whole nftables configuration of one network namespace.
@@ -90,6 +91,17 @@ type Object struct {
 	Type string   `json:"type"`
 	Name string   `json:"name"`
 	Spec []string `json:"spec,omitempty"`
+}
+
+// IndicatorType is the Type of an object that only indicates configuration changes (a
+// device's time of last change, read over SNMP): it moves with every change, so it is
+// decided together with the other changes of its event, and alone it stands for a change
+// nothing else shows.
+const IndicatorType = "indicator"
+
+// IsIndicator reports whether a change is to an indicator object.
+func (c Change) IsIndicator() bool {
+	return c.Object != "" && strings.HasPrefix(c.Object, IndicatorType+" ")
 }
 
 // Flowtable is a named flowtable.
