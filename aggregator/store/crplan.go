@@ -12,9 +12,10 @@ import (
 // PlanWarnings checks a CR's planned changes against the rulesets its target devices last
 // reported and says, per device, what cannot apply as planned: a table, chain or set that
 // is not there, a position past the end of the chain, a rule or element to delete that is
-// not there, a policy for a chain without a hook. These are warnings, not refusals: the
+// not there, a policy for a chain without a hook, a configuration object that is not
+// there (or a device without any). These are warnings, not refusals: the
 // devices may change before the window, and a CR may plan for what another creates first.
-// Devices with no reported state yet, and SNMP devices, are not checked.
+// Devices with no reported state yet are not checked.
 func (s *Store) PlanWarnings(cr *model.CR) ([]string, error) {
 	states, err := s.targetStates(cr)
 	if err != nil {
@@ -37,6 +38,9 @@ func (s *Store) PlanWarnings(cr *model.CR) ([]string, error) {
 
 // planWarning says why p cannot apply to rs as planned, or "".
 func planWarning(rs *ruleset.Ruleset, p *model.PlannedChange) string {
+	if p.Action == model.ActionConfig {
+		return configWarning(rs, p)
+	}
 	ref := p.Chain
 	if p.Action == model.ActionAddElement || p.Action == model.ActionDeleteElement {
 		ref = p.Set
@@ -78,6 +82,30 @@ func planWarning(rs *ruleset.Ruleset, p *model.PlannedChange) string {
 			!slices.Contains(set.Elements, p.Canonical) {
 			return fmt.Sprintf("element %s is not in set %s", p.Canonical, ref)
 		}
+	}
+	return ""
+}
+
+// configWarning checks a planned configuration change: the device has configuration
+// objects (an SNMP device's rows and scalars, or a ruleset's named objects), and the one
+// the plan names, if any, is one of them. A new row is a change too, so a missing object
+// is a warning, not a refusal.
+func configWarning(rs *ruleset.Ruleset, p *model.PlannedChange) string {
+	found, any := false, false
+	for _, t := range rs.Tables {
+		for _, o := range t.Objects {
+			any = true
+			if p.Object != "" && model.NormalizeText(o.Type+" "+o.Name) == p.Text() {
+				found = true
+			}
+		}
+	}
+	switch {
+	case !any:
+		return "the device has no configuration objects (rows, scalars or named objects) " +
+			"for a config change to touch"
+	case p.Object != "" && !found:
+		return fmt.Sprintf("object %q is not on the device", p.Object)
 	}
 	return ""
 }

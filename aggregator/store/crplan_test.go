@@ -4,6 +4,7 @@ import (
 	"testing"
 
 	"github.com/fenceline/fenceline/aggregator/model"
+	"github.com/fenceline/fenceline/shared/ruleset"
 )
 
 // TestPlanWarning: each planned change is checked against the device's ruleset; what can
@@ -38,11 +39,28 @@ func TestPlanWarning(t *testing.T) {
 			Canonical: "192.0.2.7"}, ""},
 		{model.PlannedChange{Action: model.ActionDeleteElement, Set: "inet filter blocklist",
 			Canonical: "192.0.2.9"}, "element 192.0.2.9 is not in set inet filter blocklist"},
-		{model.PlannedChange{Action: model.ActionConfig}, ""},
-		{model.PlannedChange{Action: model.ActionConfig, Chain: "snmp ifTable x"}, ""},
+		{model.PlannedChange{Action: model.ActionConfig},
+			"the device has no configuration objects (rows, scalars or named objects) for a config change to touch"},
 	} {
 		if got := planWarning(rs, &tc.p); got != tc.want {
 			t.Errorf("%+v: warning %q, want %q", tc.p, got, tc.want)
+		}
+	}
+	// An SNMP device: rows and scalars.
+	snmp := &ruleset.Ruleset{Tables: []*ruleset.Table{{Family: "snmp", Name: "ifTable",
+		Objects: []*ruleset.Object{{Type: "ifEntry", Name: "2"}, {Type: "ifEntry", Name: "3"}}}}}
+	for _, tc := range []struct {
+		object, want string
+	}{
+		{"", ""},
+		{"ifEntry 2", ""},
+		{"ifEntry  3", ""},
+		{"ifEntri 2", `object "ifEntri 2" is not on the device`},
+		{"ifEntry 99", `object "ifEntry 99" is not on the device`},
+	} {
+		p := model.PlannedChange{Action: model.ActionConfig, Object: tc.object}
+		if got := planWarning(snmp, &p); got != tc.want {
+			t.Errorf("config %q: warning %q, want %q", tc.object, got, tc.want)
 		}
 	}
 }
