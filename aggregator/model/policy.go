@@ -188,6 +188,39 @@ func (p *Policy) Validate() error {
 	return nil
 }
 
+// Satisfiable reports, for a policy that lists members, an approval rule that not enough
+// members could ever meet (two approvals by the role "cab" with one member holding it).
+// Approval by a requester of their own CR aside, a member holding any role meets a rule
+// without roles.
+func (p *Policy) Satisfiable() error {
+	if len(p.Members) == 0 {
+		return nil
+	}
+	for _, t := range []CRType{CRStandard, CRNormal, CREmergency} {
+		r, ok := p.Approvals[t]
+		if !ok || r.Count == 0 {
+			continue
+		}
+		n := 0
+		for _, m := range p.Members {
+			if len(r.Roles) == 0 || slices.ContainsFunc(m.Roles, func(role string) bool {
+				return slices.Contains(r.Roles, role)
+			}) {
+				n++
+			}
+		}
+		if n < r.Count {
+			roles := "any role"
+			if len(r.Roles) > 0 {
+				roles = "a role of " + strings.Join(r.Roles, ", ")
+			}
+			return fmt.Errorf("approvals for %s: %d needed from members holding %s, but %d "+
+				"member(s) do", t, r.Count, roles, n)
+		}
+	}
+	return nil
+}
+
 // Allows reports whether the template allows planned change p in the "family table
 // name" where it goes.
 func (tc *TemplateChange) Allows(p *PlannedChange) bool {

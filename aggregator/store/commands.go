@@ -283,6 +283,10 @@ const MinSilenceAfter = time.Minute
 // SetPolicy replaces a tenant's policy. The time zone is checked against the tz database
 // here, on the proposer.
 func (s *Store) SetPolicy(ctx context.Context, p *model.Policy, by string, now time.Time) (*model.Policy, error) {
+	if p.TimeZone == "" {
+		return nil, fmt.Errorf("%w: time_zone is missing: a policy is set whole (`fencectl policy "+
+			"show -o json` gives the current one to edit)", ErrInvalid)
+	}
 	if _, err := time.LoadLocation(p.TimeZone); err != nil || p.TimeZone == "" || p.TimeZone == "Local" {
 		return nil, fmt.Errorf("%w: time_zone %q is not an IANA zone such as Europe/Berlin", ErrInvalid,
 			p.TimeZone)
@@ -291,6 +295,9 @@ func (s *Store) SetPolicy(ctx context.Context, p *model.Policy, by string, now t
 		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
 	// Checked here, not in Validate: the state machine keeps accepting what it accepted.
+	if err := p.Satisfiable(); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
 	if d := p.SilenceDuration(); d < MinSilenceAfter {
 		return nil, fmt.Errorf("%w: silence_after %s: want at least %s, and more than twice the "+
 			"agents' heartbeat_interval (30s by default), or healthy agents count as silent",

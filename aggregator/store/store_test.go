@@ -382,3 +382,30 @@ func TestPolicySilenceFloor(t *testing.T) {
 		t.Fatalf("silence_after 5m: %v", err)
 	}
 }
+
+// TestPolicyRefusedWhenUnsatisfiable: a policy whose approval rule no set of its members
+// could meet is refused with the reason; a policy without the time zone says it is set
+// whole.
+func TestPolicyRefusedWhenUnsatisfiable(t *testing.T) {
+	s := teststore.NewStore(t)
+	ctx := context.Background()
+	p, err := s.Policy("acme")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Approvals[model.CRNormal] = model.ApprovalRule{Count: 2, Roles: []string{"cab"}}
+	p.Members = []model.Member{{Name: "alice", Roles: []string{"engineer"}},
+		{Name: "bob", Roles: []string{"cab"}}}
+	if _, err := s.SetPolicy(ctx, p, "admin", time.Now()); !errors.Is(err, store.ErrInvalid) ||
+		!strings.Contains(err.Error(), "2 needed from members holding a role of cab, but 1") {
+		t.Fatalf("two cab approvals, one cab member: %v", err)
+	}
+	p.Members = append(p.Members, model.Member{Name: "carol", Roles: []string{"cab", "security"}})
+	if _, err := s.SetPolicy(ctx, p, "admin", time.Now()); err != nil {
+		t.Fatalf("two cab members: %v", err)
+	}
+	if _, err := s.SetPolicy(ctx, &model.Policy{Tenant: "acme", SilenceAfter: "5m"}, "admin",
+		time.Now()); err == nil || !strings.Contains(err.Error(), "a policy is set whole") {
+		t.Fatalf("partial policy: %v", err)
+	}
+}
