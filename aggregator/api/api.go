@@ -107,6 +107,10 @@ func (s *Server) routes() {
 
 type handlerFunc func(w http.ResponseWriter, r *http.Request) error
 
+// UnknownTenantHeader is set on answers to reads of a tenant that has nothing yet (no
+// device, CR, deviation or policy): its value is the tenant's name.
+const UnknownTenantHeader = "Fenceline-Unknown-Tenant"
+
 // handle registers h, behind the admin token when auth is set, and turns its error into
 // the client's answer and a log record.
 func (s *Server) handle(pattern string, auth bool, h handlerFunc) {
@@ -116,6 +120,13 @@ func (s *Server) handle(pattern string, auth bool, h handlerFunc) {
 		if err == nil {
 			if t := r.PathValue("tenant"); t != "" && !event.ValidName(t) {
 				err = errorf(http.StatusBadRequest, "invalid tenant name %q", t)
+			}
+		}
+		if err == nil && r.Method == http.MethodGet {
+			if t := r.PathValue("tenant"); t != "" && !s.store.TenantKnown(t) {
+				// Not an error (a new tenant is empty), but a typo reads the same:
+				// clients say so.
+				w.Header().Set(UnknownTenantHeader, t)
 			}
 		}
 		if err == nil {

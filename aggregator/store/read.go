@@ -15,6 +15,24 @@ import (
 // Reads serve the local state file. On a single node that is the committed state.
 // TODO: on followers, VerifyLeader or Barrier before reads that must be linearizable.
 
+// TenantKnown reports whether the tenant has anything in the state: a device, a CR, a
+// deviation or a policy. Enrollment tokens not yet redeemed do not count.
+func (s *Store) TenantKnown(tenant string) bool {
+	known := false
+	s.fsm.view(func(tx *bolt.Tx) error {
+		prefix := tenantPrefix(tenant)
+		for _, b := range [][]byte{bucketDevices, bucketCRs, bucketDeviations} {
+			if k, _ := tx.Bucket(b).Cursor().Seek(prefix); k != nil && strings.HasPrefix(string(k), string(prefix)) {
+				known = true
+				return nil
+			}
+		}
+		known = tx.Bucket(bucketPolicies).Get([]byte(tenant)) != nil
+		return nil
+	})
+	return known
+}
+
 // Device returns one device.
 func (s *Store) Device(tenant, device string) (*model.Device, error) {
 	var d model.Device

@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/fenceline/fenceline/aggregator/api"
 )
 
 func main() {
@@ -170,6 +172,10 @@ func (a *app) call(ctx context.Context, method, path string, query url.Values,
 			e.Error = strings.TrimSpace(string(raw))
 		}
 		return &APIError{Status: resp.Status, Msg: e.Error}
+	}
+	if t := resp.Header.Get(api.UnknownTenantHeader); t != "" {
+		fmt.Fprintf(a.stderr, "note: tenant %q has no devices, change requests, deviations or "+
+			"policy yet; check --tenant\n", t)
 	}
 	if out != nil {
 		if err := json.Unmarshal(raw, out); err != nil {

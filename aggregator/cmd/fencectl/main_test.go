@@ -190,6 +190,21 @@ func TestFencectl(t *testing.T) {
 		t.Fatalf("cr create -o json: %+v", created)
 	}
 
+	// A tenant with nothing (a typo) reads as empty, with a note on stderr; a known one
+	// has no note.
+	stdout.Reset()
+	stderr.Reset()
+	err = run(context.Background(), []string{"--server", c.server, "--token", c.token,
+		"--tenant", "acm", "deviations"}, &stdout, &stderr)
+	if err != nil || !strings.Contains(stderr.String(), `note: tenant "acm" has no devices`) {
+		t.Fatalf("unknown tenant: %v\nstdout:\n%s\nstderr:\n%s", err, stdout.String(), stderr.String())
+	}
+	stderr.Reset()
+	if err := run(context.Background(), []string{"--server", c.server, "--token", c.token,
+		"--tenant", "acme", "deviations"}, &stdout, &stderr); err != nil || stderr.Len() != 0 {
+		t.Fatalf("known tenant: %v, stderr %q", err, stderr.String())
+	}
+
 	// Errors are clear.
 	if _, err := c.run("cr", "show", "CR-404"); err == nil || !strings.Contains(err.Error(), "404") {
 		t.Fatalf("missing CR: %v", err)
