@@ -109,8 +109,8 @@ func (s *Server) createCR(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// CRCreated is the answer to a CR's creation: the CR, and what of its plan cannot apply
-// to its devices as they last reported (see store.PlanWarnings).
+// CRCreated is the answer to a CR's creation and to its approval: the CR, and what of its
+// plan cannot apply to its devices as they last reported (see store.PlanWarnings).
 type CRCreated struct {
 	*model.CR
 	Warnings []string `json:"warnings,omitempty"`
@@ -192,7 +192,15 @@ func (s *Server) crAction(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	s.log.Info("change request "+action, "tenant", tenant, "cr", id, "by", req.By, "state", cr.State)
-	writeJSON(w, http.StatusOK, cr)
+	out := CRCreated{CR: cr}
+	if action == store.CRApprove && cr.State == model.CRApproved {
+		// Approval resolves tag targets: devices that joined since filing are checked now.
+		if out.Warnings, err = s.store.PlanWarnings(cr); err != nil {
+			s.log.Warn("checking an approved CR against its devices", "tenant", tenant, "cr", id,
+				"err", err)
+		}
+	}
+	writeJSON(w, http.StatusOK, out)
 	return nil
 }
 

@@ -224,13 +224,15 @@ func parseError(i int, what, text string, err error) error {
 	return fmt.Errorf("%w: change %d: %s %q: %v", ErrInvalid, i+1, what, text, err)
 }
 
-// targetStates returns the current views of the devices a CR names or selects by tag
-// that have reported a state.
+// targetStates returns the current views of the devices a CR targets that have reported
+// a state: those resolved at approval, or before it those it names or selects by tag.
 func (s *Store) targetStates(cr *model.CR) ([]*model.DeviceState, error) {
 	var states []*model.DeviceState
 	err := s.fsm.view(func(tx *bolt.Tx) error {
 		names := cr.NamedDevices()
-		if len(cr.Targets.Tags) > 0 {
+		if len(cr.Devices) > 0 {
+			names = cr.Devices
+		} else if len(cr.Targets.Tags) > 0 {
 			err := forPrefix(tx.Bucket(bucketDevices), tenantPrefix(cr.Tenant), func(_, v []byte) error {
 				d, err := decodeDevice(v)
 				if err == nil && d.HasTags(cr.Targets.Tags) {

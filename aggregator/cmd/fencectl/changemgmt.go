@@ -130,13 +130,7 @@ func (a *app) crCreateCmd() *cobra.Command {
 			if err := a.call(cmd.Context(), "POST", p, nil, body, &out); err != nil {
 				return err
 			}
-			for _, w := range out.Warnings {
-				fmt.Fprintln(a.stderr, "warning:", w)
-			}
-			if a.json() {
-				return a.printJSON(out) // the CR with its warnings
-			}
-			return a.showCR(out.CR)
+			return a.showCRWithWarnings(out)
 		},
 	}
 	f := cmd.Flags()
@@ -230,6 +224,18 @@ func windowTime(v string) (string, error) {
 	return v, nil
 }
 
+// showCRWithWarnings prints a CR as showCR does, its plan's warnings on stderr, and in
+// JSON the CR with its warnings.
+func (a *app) showCRWithWarnings(out api.CRCreated) error {
+	for _, w := range out.Warnings {
+		fmt.Fprintln(a.stderr, "warning:", w)
+	}
+	if a.json() {
+		return a.printJSON(out)
+	}
+	return a.showCR(out.CR)
+}
+
 func (a *app) crActionCmd(action, short string) *cobra.Command {
 	var req api.CRActionRequest
 	cmd := &cobra.Command{
@@ -245,11 +251,11 @@ func (a *app) crActionCmd(action, short string) *cobra.Command {
 				req.By = req.Approver
 			}
 			req.Approver = ""
-			var out model.CR
+			var out api.CRCreated
 			if err := a.call(cmd.Context(), "POST", p, nil, req, &out); err != nil {
 				return err
 			}
-			return a.showCR(&out)
+			return a.showCRWithWarnings(out)
 		},
 	}
 	f := cmd.Flags()

@@ -189,6 +189,16 @@ func TestFencectl(t *testing.T) {
 		!strings.Contains(created.Warnings[0], "table ip filtre does not exist") {
 		t.Fatalf("cr create -o json: %+v", created)
 	}
+	// Approval checks the plan again, against the devices it resolved.
+	stdout.Reset()
+	stderr.Reset()
+	err = run(context.Background(), []string{"--server", c.server, "--token", c.token,
+		"--tenant", "acme", "cr", "approve", "CR-000004", "--by", "bob"}, &stdout, &stderr)
+	if err != nil || !strings.Contains(stdout.String(), "approved") ||
+		!strings.Contains(stderr.String(), "warning: fw1: change 1: table ip filtre does not exist") {
+		t.Fatalf("cr approve with an unreachable plan: %v\nstdout:\n%s\nstderr:\n%s", err,
+			stdout.String(), stderr.String())
+	}
 
 	// A tenant with nothing (a typo) reads as empty, with a note on stderr; a known one
 	// has no note.
