@@ -36,6 +36,10 @@ type SNMPDevices struct {
 	traps    *snmp.TrapListener
 	// retryMin and retryMax bound the backoff between attempts to start a waiting target.
 	retryMin, retryMax time.Duration
+	// named are the targets whose address is a DNS name, resolved again every
+	// resolveEvery for trap matching.
+	named        []namedTarget
+	resolveEvery time.Duration
 
 	mu      sync.Mutex
 	devices []*snmpDevice
@@ -43,6 +47,8 @@ type SNMPDevices struct {
 	reg     prometheus.Registerer // set by RegisterSNMP: late targets register there
 	pending atomic.Int64
 }
+
+type namedTarget struct{ target, host string }
 
 type snmpDevice struct {
 	target  SNMPTarget
@@ -75,7 +81,7 @@ func OpenSNMP(ctx context.Context, cfg *Config, log *slog.Logger) (*SNMPDevices,
 	}
 	log.Info("snmp profiles", "from", from, "profiles", strings.Join(profiles.Names(), ","))
 	s := &SNMPDevices{cfg: cfg, log: log, profiles: profiles,
-		retryMin: time.Second, retryMax: 5 * time.Minute}
+		retryMin: time.Second, retryMax: 5 * time.Minute, resolveEvery: 5 * time.Minute}
 	var routes []snmp.TrapRoute
 	var users []snmp.USM
 	for _, t := range sc.Targets {
@@ -89,6 +95,9 @@ func OpenSNMP(ctx context.Context, cfg *Config, log *slog.Logger) (*SNMPDevices,
 		if err != nil {
 			s.Close()
 			return nil, fmt.Errorf("snmp target %s: %w", t.Name, err)
+		}
+		if name := hostName(t.Address); name != "" {
+			s.named = append(s.named, namedTarget{target: t.Name, host: name})
 		}
 		w := &targetSlot{target: t, profile: profile}
 		route := snmp.TrapRoute{Target: t.Name, Host: host, Community: t.TrapCommunity,
@@ -207,6 +216,18 @@ func (s *SNMPDevices) Run(ctx context.Context) error {
 	s.mu.Unlock()
 	if s.traps != nil {
 		g.Go(func() error { return s.traps.Run(ctx) })
+		for _, n := range s.named {
+			g.Go(func() error {
+				resolveLoop(ctx, s.resolveEvery, n.host, net.DefaultResolver.LookupNetIP,
+					func(a netip.Addr) {
+						if s.traps.SetHost(n.target, a) {
+							s.log.Info("snmp target's address changed; its traps are matched "+
+								"against the new one", "target", n.target, "host", n.host, "addr", a)
+						}
+					}, s.log)
+				return nil
+			})
+		}
 	}
 	s.log.Info("snmp targets started", "targets", started, "waiting", waiting,
 		"trap_listen", s.cfg.SNMP.TrapListen)
@@ -384,8 +405,7 @@ func targetHost(address string) (netip.Addr, error) {
 	if a, err := netip.ParseAddr(host); err == nil {
 		return a.Unmap(), nil
 	}
-	// TODO: traps from a target named by a DNS name are matched against its address at
-	// start; a target whose address changes needs a restart to receive traps.
+	// A DNS name: resolved here, and again by resolveLoop while the agent runs.
 	addrs, err := net.LookupHost(host)
 	if err != nil || len(addrs) == 0 {
 		return netip.Addr{}, fmt.Errorf("address %q: %v", address, err)
@@ -395,6 +415,45 @@ func targetHost(address string) (netip.Addr, error) {
 		return netip.Addr{}, err
 	}
 	return a.Unmap(), nil
+}
+
+// hostName is the DNS name in a target address, or "" for an IP address.
+func hostName(address string) string {
+	host, _, err := net.SplitHostPort(address)
+	if err != nil {
+		host = address
+	}
+	if _, err := netip.ParseAddr(host); err == nil {
+		return ""
+	}
+	return host
+}
+
+// resolveLoop looks host up every interval until ctx ends and hands the first address
+// to set; a failed lookup keeps the last address (and is logged).
+func resolveLoop(ctx context.Context, every time.Duration, host string,
+	lookup func(context.Context, string, string) ([]netip.Addr, error), set func(netip.Addr),
+	log *slog.Logger) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		lctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		addrs, err := lookup(lctx, "ip", host)
+		cancel()
+		if err != nil || len(addrs) == 0 {
+			if ctx.Err() == nil {
+				log.Warn("snmp target's name not resolved; keeping its last address", "host", host,
+					"err", err)
+			}
+			continue
+		}
+		set(addrs[0].Unmap())
+	}
 }
 
 func firstNonEmpty(ss ...string) string {

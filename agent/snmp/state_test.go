@@ -2,6 +2,9 @@ package snmp
 
 import (
 	"errors"
+	"log/slog"
+	"net"
+	"net/netip"
 	"slices"
 	"strings"
 	"testing"
@@ -364,5 +367,33 @@ func TestStickIndicators(t *testing.T) {
 			t.Fatalf("step %d: seen %v", i, seen)
 		}
 		reported = rs
+	}
+}
+
+// TestTrapHostChanges: a target's notifications are matched by its address; after
+// SetHost (its DNS name resolved to another address) they are matched by the new one.
+func TestTrapHostChanges(t *testing.T) {
+	p := &Profile{Traps: []TrapSpec{{Name: "cfg", OID: "1.3.6.1.4.1.9.9.43.2.0.2"}}}
+	var got []TrapNote
+	l, err := NewTrapListener("127.0.0.1:0", nil, nil, []TrapRoute{{Target: "fw",
+		Host: netip.MustParseAddr("127.0.0.2"), Community: "c", Profile: p,
+		Deliver: func(n TrapNote) { got = append(got, n) }}}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	trap := &gosnmp.SnmpPacket{Version: gosnmp.Version2c, Community: "c",
+		Variables: []gosnmp.SnmpPDU{{Name: "." + OIDTrapOID, Type: gosnmp.ObjectIdentifier,
+			Value: ".1.3.6.1.4.1.9.9.43.2.0.2"}}}
+	from := &net.UDPAddr{IP: net.ParseIP("127.0.0.1"), Port: 50000}
+	l.handle(trap, from)
+	if len(got) != 0 || l.Stats().Unmatched != 1 {
+		t.Fatalf("a trap from another address: delivered %d, %+v", len(got), l.Stats())
+	}
+	if !l.SetHost("fw", netip.MustParseAddr("127.0.0.1")) || l.SetHost("fw", netip.MustParseAddr("127.0.0.1")) {
+		t.Fatal("SetHost does not say what it changed")
+	}
+	l.handle(trap, from)
+	if len(got) != 1 || got[0].Trap != "cfg" {
+		t.Fatalf("after SetHost: delivered %+v, %+v", got, l.Stats())
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -39,7 +40,9 @@ type TrapStats struct {
 // Garbage, notifications that fail v3 authentication and those from unknown peers are
 // dropped and counted, never fatal.
 type TrapListener struct {
-	addr   string
+	addr string
+	// mu guards the routes' hosts (SetHost); the routes are otherwise fixed.
+	mu     sync.RWMutex
 	routes []TrapRoute
 	log    *slog.Logger
 	tl     *gosnmp.TrapListener
@@ -118,6 +121,20 @@ func (l *TrapListener) Run(ctx context.Context) error {
 	return nil
 }
 
+// SetHost makes host the address the target's notifications come from (its DNS name
+// resolved again). It reports whether that changed anything.
+func (l *TrapListener) SetHost(target string, host netip.Addr) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	changed := false
+	for i := range l.routes {
+		if r := &l.routes[i]; r.Target == target && r.Host != host {
+			r.Host, changed = host, true
+		}
+	}
+	return changed
+}
+
 // Ready is closed once the listener's socket is bound.
 func (l *TrapListener) Ready() <-chan struct{} { return l.ready }
 
@@ -152,6 +169,8 @@ func (l *TrapListener) handle(p *gosnmp.SnmpPacket, from *net.UDPAddr) {
 		}
 	}
 	matched := false
+	l.mu.RLock()
+	defer l.mu.RUnlock()
 	for i := range l.routes {
 		r := &l.routes[i]
 		if r.Host != host {
