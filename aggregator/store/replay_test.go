@@ -188,8 +188,8 @@ func TestReplayIdentical(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer orig.close()
-	for _, b := range [][]byte{bucketDeviations, bucketDevStates, bucketCRs, bucketDevices,
-		bucketOpenDevs, bucketPolicies, bucketDeadlines} {
+	for _, b := range [][]byte{bucketDeviations, bucketDevStates, bucketDevRules, bucketCRs,
+		bucketDevices, bucketOpenDevs, bucketPolicies, bucketDeadlines} {
 		if o, f := dumpBucket(t, orig, b), dumpBucket(t, fresh, b); o != f {
 			t.Errorf("bucket %s differs after replaying %d commands:\n%s\n--- replayed ---\n%s", b, n, o, f)
 		} else if o == "" {
@@ -197,7 +197,7 @@ func TestReplayIdentical(t *testing.T) {
 		}
 	}
 	// Provenance survived: the rule the CR added is credited to it.
-	if !strings.Contains(dumpBucket(t, fresh, bucketDevStates), `"cr":"`+cr.ID+`"`) {
+	if !strings.Contains(dumpBucket(t, fresh, bucketDevRules), `"cr":"`+cr.ID+`"`) {
 		t.Error("no rule credited to the CR in the replayed provenance")
 	}
 }

@@ -23,7 +23,12 @@ var (
 	bucketDeviations  = []byte("deviations")  // tenant/big-endian number → model.Deviation
 	bucketCounters    = []byte("counters")    // name → big-endian uint64
 	bucketPolicies    = []byte("policies")    // tenant → model.Policy
-	bucketDevStates   = []byte("devstates")   // tenant/device → model.DeviceState
+	// bucketDevStates holds each device's view without its rules: tenant/device →
+	// devHeader; the rules are in bucketDevRules (apply_state.go).
+	bucketDevStates = []byte("devstates")
+	// bucketDevRules holds one record per rule of each device's view:
+	// tenant/device 0x00 "family table chain" 0x00 big-endian order key → devRule.
+	bucketDevRules = []byte("devrules")
 	// bucketOpenDevs indexes the deviations not resolved: tenant/device/big-endian number
 	// → deviation.IndexKey (kind, change and item), so that an event reads only the open
 	// deviations it could undo. Findings not about one device use the device "".
@@ -38,7 +43,8 @@ var (
 
 	allBuckets = [][]byte{bucketMeta, bucketEnrollments, bucketDevices, bucketRulesets,
 		bucketEvents, bucketEnvelopes, bucketCRs, bucketDeviations, bucketCounters,
-		bucketPolicies, bucketDevStates, bucketOpenDevs, bucketWindows, bucketDevVersions}
+		bucketPolicies, bucketDevStates, bucketOpenDevs, bucketWindows, bucketDevVersions,
+		bucketDevRules}
 
 	keyApplied = []byte("applied_index")
 )
