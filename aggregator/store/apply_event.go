@@ -1,7 +1,6 @@
 package store
 
 import (
-	"bytes"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -271,16 +270,7 @@ func observe(tx *bolt.Tx, c *appendEventCmd, d *model.Device, e *event.Event, id
 		return err
 	}
 	undo := deviation.UndoKeys(changes)
-	open, err := openDeviations(tx, c.Tenant, c.Device, func(key []byte) bool {
-		if len(undo) == 0 {
-			return false
-		}
-		// deviation.KeyWithoutKind, without a copy.
-		if i := bytes.IndexByte(key, 0); i >= 0 {
-			key = key[i:]
-		}
-		return undo[string(key)]
-	})
+	open, err := openDeviationsUndone(tx, c.Tenant, c.Device, undo)
 	if err != nil {
 		return err
 	}

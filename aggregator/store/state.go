@@ -33,6 +33,11 @@ var (
 	// → deviation.IndexKey (kind, change and item), so that an event reads only the open
 	// deviations it could undo. Findings not about one device use the device "".
 	bucketOpenDevs = []byte("opendevs")
+	// bucketOpenByKey indexes the same deviations by what an event could undo:
+	// tenant/device + deviation.KeyWithoutKind(index key) + 0x00 + big-endian number →
+	// empty, so that an event reads only the open deviations it could undo without
+	// visiting the others (apply_deviation.go).
+	bucketOpenByKey = []byte("openbykey")
 	// bucketWindows indexes the CRs whose window close is still to be checked and the
 	// emergency CRs whose review is due: tenant/id → empty.
 	bucketWindows = []byte("windows")
@@ -44,7 +49,7 @@ var (
 	allBuckets = [][]byte{bucketMeta, bucketEnrollments, bucketDevices, bucketRulesets,
 		bucketEvents, bucketEnvelopes, bucketCRs, bucketDeviations, bucketCounters,
 		bucketPolicies, bucketDevStates, bucketOpenDevs, bucketWindows, bucketDevVersions,
-		bucketDevRules}
+		bucketDevRules, bucketOpenByKey}
 
 	keyApplied = []byte("applied_index")
 )
@@ -73,10 +78,24 @@ func numberKey(prefix []byte, n uint64) []byte {
 func u64(n uint64) []byte { return binary.BigEndian.AppendUint64(nil, n) }
 
 func createBuckets(tx *bolt.Tx) error {
+	fillOpenByKey := tx.Bucket(bucketOpenByKey) == nil && tx.Bucket(bucketOpenDevs) != nil
 	for _, b := range allBuckets {
 		if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 			return fmt.Errorf("bucket %s: %w", b, err)
 		}
+	}
+	if fillOpenByKey {
+		// A state file from before that index: build it from the open index.
+		return tx.Bucket(bucketOpenDevs).ForEach(func(k, v []byte) error {
+			i := -1
+			if len(k) > 8 {
+				i = bytes.LastIndexByte(k[:len(k)-8], '/')
+			}
+			if i < 0 {
+				return fmt.Errorf("open index key %q", k)
+			}
+			return tx.Bucket(bucketOpenByKey).Put(openByKey(k[:i], v, k[len(k)-8:]), nil)
+		})
 	}
 	return nil
 }
