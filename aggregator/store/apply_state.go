@@ -41,6 +41,9 @@ type devHeader struct {
 	// Split is true when the rules are in bucketDevRules; a record written before that
 	// holds them inline (and its origins), and the next write of the view splits it.
 	Split bool `json:"split,omitempty"`
+	// ExactIf, when set, is the digest the device reported for this state: Exact is
+	// whether the view's digest is it, decided when the view is read (devView.after).
+	ExactIf string `json:"exact_if,omitempty"`
 }
 
 // devRule is one rule's record in bucketDevRules.
@@ -50,8 +53,7 @@ type devRule struct {
 }
 
 // devView is a device's view as the state machine works on it: the state, the order
-// keys of its rules, the writes it owes since it was taken, and the digests of its
-// chains and sets that did not change (for the Exact check).
+// keys of its rules, and the writes it owes since it was taken.
 type devView struct {
 	st *model.DeviceState
 	// keys holds, per chain key, the order key of each rule, parallel to the chain's
@@ -64,11 +66,11 @@ type devView struct {
 	dropped []string
 	dels    []ruleKey
 	puts    []rulePut
-	// Digests of chains and sets not changed since they were computed, and of the rules
-	// of each chain (parallel to its rules; zero when not taken yet).
-	sums      map[string][]ruleset.Sum
-	chainSums map[*ruleset.Chain]ruleset.Sum
-	setSums   map[*ruleset.Set]ruleset.Sum
+	// after is the digest the device reported for the state a diff led to: the view is
+	// exact when its digest is that, which is taken when the view is read (the digest is
+	// in the size of the ruleset, so no event pays it). "" when st.Exact was decided
+	// when the view was written (a full state).
+	after string
 }
 
 type ruleKey struct {
@@ -160,6 +162,10 @@ func loadDevView(tx *bolt.Tx, tenant, device string) (*devView, error) {
 	})
 	if err != nil {
 		return nil, err
+	}
+	if h.ExactIf != "" {
+		v.after = h.ExactIf
+		st.Exact = st.Ruleset.Digest().String() == h.ExactIf
 	}
 	return v, nil
 }
@@ -255,7 +261,8 @@ func putDevView(tx *bolt.Tx, v *devView) error {
 	v.dropped, v.dels, v.puts = v.dropped[:0], v.dels[:0], v.puts[:0]
 
 	h := devHeader{DeviceState: model.DeviceState{Tenant: st.Tenant, Device: st.Device,
-		Seq: st.Seq, Exact: st.Exact, Ruleset: skeleton(st.Ruleset)}, Split: true}
+		Seq: st.Seq, Exact: st.Exact && v.after == "", Ruleset: skeleton(st.Ruleset)},
+		Split: true, ExactIf: v.after}
 	if err := putJSON(tx.Bucket(bucketDevStates), key, &h); err != nil {
 		return err
 	}
@@ -360,50 +367,6 @@ func deletePrefix(b *bolt.Bucket, prefix []byte) error {
 	return nil
 }
 
-// digest is the digest of the view's ruleset, with the digests of the chains and sets
-// that did not change since the last call, and of the rules, taken from then.
-func (v *devView) digest() ruleset.Sum {
-	chains := make(map[*ruleset.Chain]ruleset.Sum, len(v.chainSums))
-	sets := make(map[*ruleset.Set]ruleset.Sum, len(v.setSums))
-	keyOf := map[*ruleset.Chain]string{}
-	for _, t := range v.st.Ruleset.Tables {
-		for _, c := range t.Chains {
-			keyOf[c] = chainKey(t.Family, t.Name, c.Name)
-		}
-	}
-	if v.sums == nil {
-		v.sums = map[string][]ruleset.Sum{}
-	}
-	sum := v.st.Ruleset.DigestWith(func(c *ruleset.Chain) ruleset.Sum {
-		s, ok := v.chainSums[c]
-		if !ok {
-			k := keyOf[c]
-			rules := v.sums[k]
-			if len(rules) != len(c.Rules) {
-				rules = make([]ruleset.Sum, len(c.Rules))
-			}
-			for i, r := range c.Rules {
-				if rules[i].IsZero() {
-					rules[i] = ruleset.RuleDigest(r.Text)
-				}
-			}
-			v.sums[k] = rules
-			s = c.DigestOfRules(rules)
-		}
-		chains[c] = s
-		return s
-	}, func(set *ruleset.Set) ruleset.Sum {
-		s, ok := v.setSums[set]
-		if !ok {
-			s = set.Digest()
-		}
-		sets[set] = s
-		return s
-	})
-	v.chainSums, v.setSums = chains, sets
-	return sum
-}
-
 // originOf is the origin an added rule takes from the engine's outcome.
 func originOf(out deviation.Outcome, ev model.Origin) model.Origin {
 	switch {
@@ -497,8 +460,7 @@ func fullState(old *model.DeviceState, tenant, device string, seq uint64, rs *ru
 // empty declarations (their details are not in the diff), so the view is exact only
 // while its digest matches what the device reported.
 //
-// It changes the view in place and notes the records to write, and the chains and sets
-// whose digests must be taken again.
+// It changes the view in place and notes the records to write.
 func applyDiff(v *devView, seq uint64, changes []ruleset.Change, origins []model.Origin,
 	after string) {
 	st := v.st
@@ -552,7 +514,6 @@ func applyDiff(v *devView, seq uint64, changes []ruleset.Change, origins []model
 		case ruleset.ChainPolicy:
 			if c := chain(ch, false); c != nil {
 				c.Policy = deviation.PolicyOf(ch.After)
-				delete(v.chainSums, c)
 			}
 		case ruleset.RuleRemoved:
 			removals[k] = append(removals[k], ch.Position)
@@ -577,7 +538,6 @@ func applyDiff(v *devView, seq uint64, changes []ruleset.Change, origins []model
 				if s := t.Set(ch.Set); s != nil {
 					s.Elements = append(s.Elements, ch.Element)
 					ruleset.SortElements(s.Elements)
-					delete(v.setSums, s)
 				}
 			}
 		case ruleset.ElementRemoved:
@@ -585,7 +545,6 @@ func applyDiff(v *devView, seq uint64, changes []ruleset.Change, origins []model
 				if s := t.Set(ch.Set); s != nil {
 					if j := slices.Index(s.Elements, ch.Element); j >= 0 {
 						s.Elements = slices.Delete(s.Elements, j, j+1)
-						delete(v.setSums, s)
 					}
 				}
 			}
@@ -594,11 +553,9 @@ func applyDiff(v *devView, seq uint64, changes []ruleset.Change, origins []model
 	for _, k := range order {
 		f := strings.SplitN(k, " ", 3)
 		c := chain(ruleset.Change{Family: f[0], Table: f[1], Chain: f[2]}, true)
-		delete(v.chainSums, c)
-		// Four parallel slices, changed in place (the view is the command's): the rules,
-		// their origins, their order keys (0 for a rule without a record: added, padded,
-		// or any rule while the view is not stored per rule) and their digests (zero
-		// until taken).
+		// Three parallel slices, changed in place (the view is the command's): the rules,
+		// their origins and their order keys (0 for a rule without a record: added,
+		// padded, or any rule while the view is not stored per rule).
 		n := len(c.Rules)
 		rules := c.Rules
 		kept := st.Origins[k]
@@ -610,10 +567,6 @@ func applyDiff(v *devView, seq uint64, changes []ruleset.Change, origins []model
 		if len(keys) != n {
 			keys = make([]uint64, n)
 		}
-		sums := v.sums[k]
-		if len(sums) != n {
-			sums = make([]ruleset.Sum, n)
-		}
 		if gone := removals[k]; len(gone) > 0 {
 			w := 0
 			for i := range n {
@@ -623,11 +576,11 @@ func applyDiff(v *devView, seq uint64, changes []ruleset.Change, origins []model
 					}
 					continue
 				}
-				rules[w], kept[w], keys[w], sums[w] = rules[i], kept[i], keys[i], sums[i]
+				rules[w], kept[w], keys[w] = rules[i], kept[i], keys[i]
 				w++
 			}
 			clear(rules[w:])
-			rules, kept, keys, sums = rules[:w], kept[:w], keys[:w], sums[:w]
+			rules, kept, keys = rules[:w], kept[:w], keys[:w]
 		}
 		add := inserts[k]
 		slices.SortStableFunc(add, func(a, b ins) int { return a.pos - b.pos })
@@ -636,13 +589,8 @@ func applyDiff(v *devView, seq uint64, changes []ruleset.Change, origins []model
 			rules = slices.Insert(rules, p, &ruleset.Rule{Text: a.text})
 			kept = slices.Insert(kept, p, a.origin)
 			keys = slices.Insert(keys, p, 0)
-			sums = slices.Insert(sums, p, ruleset.Sum{})
 		}
 		c.Rules, st.Origins[k] = rules, kept
-		if v.sums == nil {
-			v.sums = map[string][]ruleset.Sum{}
-		}
-		v.sums[k] = sums
 		if v.keys == nil || v.rewrite {
 			continue // the put writes every record
 		}
@@ -674,7 +622,6 @@ func applyDiff(v *devView, seq uint64, changes []ruleset.Change, origins []model
 			delete(st.Origins, k)
 			v.dropChain(k)
 			delete(v.keys, k)
-			delete(v.sums, k)
 		case ruleset.SetRemoved:
 			if t := table(ch.Family, ch.Table, false); t != nil {
 				t.Sets = slices.DeleteFunc(t.Sets, func(s *ruleset.Set) bool { return s.Name == ch.Set })
@@ -700,15 +647,11 @@ func applyDiff(v *devView, seq uint64, changes []ruleset.Change, origins []model
 				v.dropChain(k)
 				delete(v.keys, k)
 			}
-			for k := range v.sums {
-				if strings.HasPrefix(k, prefix) {
-					delete(v.sums, k)
-				}
-			}
 		}
 	}
 	st.Seq = seq
-	st.Exact = v.digest().String() == after
+	// Exact is decided when the view is read (devView.after).
+	st.Exact, v.after = false, after
 }
 
 // dropChain owes the deletion of every record of chain k, and forgets the writes owed to
