@@ -133,12 +133,6 @@ func (c *Chain) Digest() Sum {
 	for i, r := range c.Rules {
 		rules[i] = RuleDigest(r.Text)
 	}
-	return c.DigestOfRules(rules)
-}
-
-// DigestOfRules is Digest with the digests of the chain's rules given, in order (the
-// RuleDigest of each rule's text), for a caller that remembers them.
-func (c *Chain) DigestOfRules(rules []Sum) Sum {
 	h := newHasher("fenceline/v1/chain")
 	h.str(c.Name)
 	h.str(c.Header())
@@ -190,9 +184,7 @@ func (f *Flowtable) Digest() Sum {
 }
 
 // Digest hashes the table and everything in it.
-func (t *Table) Digest() Sum { return t.digestWith((*Chain).Digest, (*Set).Digest) }
-
-func (t *Table) digestWith(chainSum func(*Chain) Sum, setSum func(*Set) Sum) Sum {
+func (t *Table) Digest() Sum {
 	chains := slices.Clone(t.Chains)
 	slices.SortFunc(chains, func(a, b *Chain) int { return cmp.Compare(a.Name, b.Name) })
 	sets := slices.Clone(t.Sets)
@@ -209,26 +201,21 @@ func (t *Table) digestWith(chainSum func(*Chain) Sum, setSum func(*Set) Sum) Sum
 	h.str(t.Name)
 	h.strs(t.Flags)
 	h.str(t.Comment)
-	h.sums(digests(chains, chainSum))
-	h.sums(digests(sets, setSum))
+	h.sums(digests(chains, (*Chain).Digest))
+	h.sums(digests(sets, (*Set).Digest))
 	h.sums(digests(objs, (*Object).Digest))
 	h.sums(digests(fts, (*Flowtable).Digest))
 	return h.sum()
 }
 
 // Digest hashes the whole ruleset. An empty ruleset has a well-defined digest too.
-func (rs *Ruleset) Digest() Sum { return rs.DigestWith((*Chain).Digest, (*Set).Digest) }
-
-// DigestWith is Digest with the digest of each chain and set taken from chainSum and
-// setSum, so that a caller that changes a ruleset a little at a time can remember the
-// digests of the parts it did not change. They must return what Digest would.
-func (rs *Ruleset) DigestWith(chainSum func(*Chain) Sum, setSum func(*Set) Sum) Sum {
+func (rs *Ruleset) Digest() Sum {
 	tables := slices.Clone(rs.Tables)
 	slices.SortFunc(tables, func(a, b *Table) int {
 		return cmp.Or(cmp.Compare(a.Family, b.Family), cmp.Compare(a.Name, b.Name))
 	})
 	h := newHasher("fenceline/v1/ruleset")
-	h.sums(digests(tables, func(t *Table) Sum { return t.digestWith(chainSum, setSum) }))
+	h.sums(digests(tables, (*Table).Digest))
 	return h.sum()
 }
 
