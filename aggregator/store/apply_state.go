@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
@@ -32,8 +33,8 @@ func chainKey(family, table, chain string) string { return family + " " + table 
 // chain's keys are numbered afresh when there is no room), so an event writes its new
 // rules, deletes its removed ones and rewrites the header. The order keys are a function
 // of the commands alone, like everything in the state file.
-// TODO: the header still holds the named sets with their elements, so an element change
-// rewrites every set of the device; give sets records of their own too.
+// The elements of named sets have records of their own too (bucketDevElems, keyed by
+// device, set and the element's text, so bbolt keeps them in their canonical order).
 
 // devHeader is the record in bucketDevStates.
 type devHeader struct {
@@ -62,10 +63,14 @@ type devView struct {
 	// rewrite makes the next put write every rule record afresh (a full state).
 	rewrite bool
 	// Writes owed to bucketDevRules: chains whose records all go (removed, or numbered
-	// afresh), then single records deleted and written.
-	dropped []string
-	dels    []ruleKey
-	puts    []rulePut
+	// afresh), then single records deleted and written; and to bucketDevElems: sets whose
+	// records all go, then elements deleted and written.
+	dropped     []string
+	dels        []ruleKey
+	puts        []rulePut
+	droppedSets []string
+	elemDels    []elemKey
+	elemPuts    []elemKey
 	// after is the digest the device reported for the state a diff led to: the view is
 	// exact when its digest is that, which is taken when the view is read (the digest is
 	// in the size of the ruleset, so no event pays it). "" when st.Exact was decided
@@ -81,6 +86,18 @@ type ruleKey struct {
 type rulePut struct {
 	ruleKey
 	rec devRule
+}
+
+type elemKey struct {
+	set  string // "family table set"
+	elem string
+}
+
+func setKey(family, table, set string) string { return family + " " + table + " " + set }
+
+func devElemKey(prefix []byte, set, elem string) []byte {
+	k := make([]byte, 0, len(prefix)+len(set)+1+len(elem))
+	return append(append(append(append(k, prefix...), set...), 0), elem...)
 }
 
 // newView wraps a state that replaces the device's view: every rule is written afresh.
@@ -163,6 +180,28 @@ func loadDevView(tx *bolt.Tx, tenant, device string) (*devView, error) {
 	if err != nil {
 		return nil, err
 	}
+	sets := map[string]*ruleset.Set{}
+	for _, t := range st.Ruleset.Tables {
+		for _, set := range t.Sets {
+			sets[setKey(t.Family, t.Name, set.Name)] = set
+		}
+	}
+	err = forPrefix(tx.Bucket(bucketDevElems), prefix, func(k, _ []byte) error {
+		rest := k[len(prefix):]
+		i := bytes.IndexByte(rest, 0)
+		if i < 0 {
+			return fmt.Errorf("element record %q: bad key", k)
+		}
+		set := sets[string(rest[:i])]
+		if set == nil {
+			return fmt.Errorf("element record %q: no set %q in the view", k, rest[:i])
+		}
+		set.Elements = append(set.Elements, string(rest[i+1:]))
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
 	if h.ExactIf != "" {
 		v.after = h.ExactIf
 		st.Exact = st.Ruleset.Digest().String() == h.ExactIf
@@ -229,20 +268,47 @@ func putDevView(tx *bolt.Tx, v *devView) error {
 	key := deviceKey(st.Tenant, st.Device)
 	b := tx.Bucket(bucketDevRules)
 	prefix := devRulePrefix(st.Tenant, st.Device)
+	eb := tx.Bucket(bucketDevElems)
 	if v.keys == nil || v.rewrite {
 		if err := deletePrefix(b, prefix); err != nil {
 			return err
 		}
+		if err := deletePrefix(eb, prefix); err != nil {
+			return err
+		}
 		v.keys = map[string][]uint64{}
 		v.dropped, v.dels, v.puts = nil, nil, nil
+		v.droppedSets, v.elemDels, v.elemPuts = nil, nil, nil
 		for _, t := range st.Ruleset.Tables {
 			for _, c := range t.Chains {
 				k := chainKey(t.Family, t.Name, c.Name)
 				v.keys[k] = v.putChain(k, c.Rules, st.Origins[k])
 			}
+			for _, set := range t.Sets {
+				k := setKey(t.Family, t.Name, set.Name)
+				for _, e := range set.Elements {
+					v.elemPuts = append(v.elemPuts, elemKey{k, e})
+				}
+			}
 		}
 		v.rewrite = false
 	}
+	for _, k := range v.droppedSets {
+		if err := deletePrefix(eb, append(append(slices.Clip(prefix), k...), 0)); err != nil {
+			return err
+		}
+	}
+	for _, d := range v.elemDels {
+		if err := eb.Delete(devElemKey(prefix, d.set, d.elem)); err != nil {
+			return err
+		}
+	}
+	for _, p := range v.elemPuts {
+		if err := eb.Put(devElemKey(prefix, p.set, p.elem), nil); err != nil {
+			return err
+		}
+	}
+	v.droppedSets, v.elemDels, v.elemPuts = v.droppedSets[:0], v.elemDels[:0], v.elemPuts[:0]
 	for _, k := range v.dropped {
 		if err := deletePrefix(b, append(append(slices.Clip(prefix), k...), 0)); err != nil {
 			return err
@@ -334,7 +400,7 @@ func orderKeys(keys []uint64) bool {
 	return true
 }
 
-// skeleton is the ruleset without its rules, as the header stores it.
+// skeleton is the ruleset without its rules and set elements, as the header stores it.
 func skeleton(rs *ruleset.Ruleset) *ruleset.Ruleset {
 	out := &ruleset.Ruleset{Tables: make([]*ruleset.Table, len(rs.Tables))}
 	for i, t := range rs.Tables {
@@ -344,6 +410,12 @@ func skeleton(rs *ruleset.Ruleset) *ruleset.Ruleset {
 			cc := *c
 			cc.Rules = nil
 			tc.Chains[j] = &cc
+		}
+		tc.Sets = make([]*ruleset.Set, len(t.Sets))
+		for j, set := range t.Sets {
+			sc := *set
+			sc.Elements = nil
+			tc.Sets[j] = &sc
 		}
 		out.Tables[i] = &tc
 	}
@@ -418,6 +490,15 @@ func fullState(old *model.DeviceState, tenant, device string, seq uint64, rs *ru
 		st.Ruleset = &ruleset.Ruleset{}
 	}
 	st.Exact = after == "" || st.Ruleset.Digest().String() == after
+	for _, t := range st.Ruleset.Tables {
+		// Elements in canonical order and once each, as their records keep them.
+		for _, set := range t.Sets {
+			if !slices.IsSorted(set.Elements) {
+				ruleset.SortElements(set.Elements)
+			}
+			set.Elements = slices.Compact(set.Elements)
+		}
+	}
 	for _, t := range st.Ruleset.Tables {
 		for _, c := range t.Chains {
 			k := chainKey(t.Family, t.Name, c.Name)
@@ -534,17 +615,21 @@ func applyDiff(v *devView, seq uint64, changes []ruleset.Change, origins []model
 				t.Sets = append(t.Sets, s)
 			}
 		case ruleset.ElementAdded:
+			// Elements stay sorted and unique (fullState, and their records).
 			if t := table(ch.Family, ch.Table, false); t != nil {
 				if s := t.Set(ch.Set); s != nil {
-					s.Elements = append(s.Elements, ch.Element)
-					ruleset.SortElements(s.Elements)
+					if j, found := slices.BinarySearch(s.Elements, ch.Element); !found {
+						s.Elements = slices.Insert(s.Elements, j, ch.Element)
+						v.elemPuts = append(v.elemPuts, elemKey{setKey(ch.Family, ch.Table, ch.Set), ch.Element})
+					}
 				}
 			}
 		case ruleset.ElementRemoved:
 			if t := table(ch.Family, ch.Table, false); t != nil {
 				if s := t.Set(ch.Set); s != nil {
-					if j := slices.Index(s.Elements, ch.Element); j >= 0 {
+					if j, found := slices.BinarySearch(s.Elements, ch.Element); found {
 						s.Elements = slices.Delete(s.Elements, j, j+1)
+						v.elemDels = append(v.elemDels, elemKey{setKey(ch.Family, ch.Table, ch.Set), ch.Element})
 					}
 				}
 			}
@@ -626,7 +711,13 @@ func applyDiff(v *devView, seq uint64, changes []ruleset.Change, origins []model
 			if t := table(ch.Family, ch.Table, false); t != nil {
 				t.Sets = slices.DeleteFunc(t.Sets, func(s *ruleset.Set) bool { return s.Name == ch.Set })
 			}
+			v.dropSet(setKey(ch.Family, ch.Table, ch.Set))
 		case ruleset.TableRemoved:
+			if t := table(ch.Family, ch.Table, false); t != nil {
+				for _, set := range t.Sets {
+					v.dropSet(setKey(t.Family, t.Name, set.Name))
+				}
+			}
 			rs.Tables = slices.DeleteFunc(rs.Tables, func(t *ruleset.Table) bool {
 				return t.Family == ch.Family && t.Name == ch.Table
 			})
@@ -652,6 +743,17 @@ func applyDiff(v *devView, seq uint64, changes []ruleset.Change, origins []model
 	st.Seq = seq
 	// Exact is decided when the view is read (devView.after).
 	st.Exact, v.after = false, after
+}
+
+// dropSet owes the deletion of every element record of set k, and forgets the writes
+// owed to it so far.
+func (v *devView) dropSet(k string) {
+	if v.keys == nil || v.rewrite {
+		return
+	}
+	v.droppedSets = append(v.droppedSets, k)
+	v.elemDels = slices.DeleteFunc(v.elemDels, func(e elemKey) bool { return e.set == k })
+	v.elemPuts = slices.DeleteFunc(v.elemPuts, func(e elemKey) bool { return e.set == k })
 }
 
 // dropChain owes the deletion of every record of chain k, and forgets the writes owed to

@@ -82,7 +82,11 @@ func TestDevViewRecords(t *testing.T) {
 		if want := after == next.Digest().String(); decoded.Exact != want {
 			t.Fatalf("step %d: exact %v, want %v", step, decoded.Exact, want)
 		}
+		if want, got := elements(next), elements(decoded.Ruleset); !reflect.DeepEqual(want, got) {
+			t.Fatalf("step %d: stored elements\n%v\nwant\n%v", step, got, want)
+		}
 		if !reflect.DeepEqual(ruleTexts(cached.st.Ruleset), ruleTexts(decoded.Ruleset)) ||
+			!reflect.DeepEqual(elements(cached.st.Ruleset), elements(decoded.Ruleset)) ||
 			!reflect.DeepEqual(nonEmpty(cached.st.Origins), nonEmpty(decoded.Origins)) {
 			t.Fatalf("step %d: the view in memory differs from the stored one", step)
 		}
@@ -137,6 +141,15 @@ func mutate(rnd *rand.Rand, rs *ruleset.Ruleset, step int, n *int) {
 			r := c.Rules[i]
 			c.Rules = slices.Delete(c.Rules, i, i+1)
 			c.Rules = slices.Insert(c.Rules, rnd.IntN(len(c.Rules)+1), r)
+		}
+	case r < 14: // a second set comes (with elements) or goes
+		if t := rs.Table("inet", "filter"); t != nil {
+			if t.Set("blk2") != nil {
+				t.Sets = slices.DeleteFunc(t.Sets, func(o *ruleset.Set) bool { return o.Name == "blk2" })
+			} else {
+				t.Sets = append(t.Sets, &ruleset.Set{Name: "blk2", Spec: []string{"type ipv4_addr"},
+					Elements: []string{"198.51.100.1", fmt.Sprintf("198.51.100.%d", 2+step%200)}})
+			}
 		}
 	case r < 15: // set elements
 		if t := rs.Table("inet", "filter"); t != nil && len(t.Sets) > 0 {
@@ -199,6 +212,17 @@ func ruleTexts(rs *ruleset.Ruleset) map[string][]string {
 	return out
 }
 
+// elements lists every set's elements by set key.
+func elements(rs *ruleset.Ruleset) map[string][]string {
+	out := map[string][]string{}
+	for _, t := range rs.Tables {
+		for _, set := range t.Sets {
+			out[setKey(t.Family, t.Name, set.Name)] = slices.Clone(set.Elements)
+		}
+	}
+	return out
+}
+
 func nonEmpty(m map[string][]model.Origin) map[string][]model.Origin {
 	out := map[string][]model.Origin{}
 	for k, v := range m {
@@ -214,6 +238,7 @@ func nonEmpty(m map[string][]model.Origin) map[string][]model.Origin {
 func TestDevViewOldRecord(t *testing.T) {
 	f := newTestFSM(t)
 	rs := replayRuleset("tcp dport 22 accept", "tcp dport 80 accept")
+	rs.Tables[0].Sets[0].Elements = []string{"192.0.2.1", "192.0.2.2"}
 	old := &model.DeviceState{Tenant: "acme", Device: "fw", Seq: 3, Exact: true, Ruleset: rs,
 		Origins: map[string][]model.Origin{"inet filter input": {
 			{Source: model.SourceBaseline, Seq: 1}, {Source: model.SourceCR, CR: "CR-000001", Seq: 2}}}}
@@ -235,10 +260,12 @@ func TestDevViewOldRecord(t *testing.T) {
 		return st
 	}
 	if st := load(); !reflect.DeepEqual(st.Origins, old.Origins) ||
-		!reflect.DeepEqual(ruleTexts(st.Ruleset), ruleTexts(rs)) {
+		!reflect.DeepEqual(ruleTexts(st.Ruleset), ruleTexts(rs)) ||
+		!reflect.DeepEqual(elements(st.Ruleset), elements(rs)) {
 		t.Fatalf("old record read as %+v", st)
 	}
 	next := replayRuleset("tcp dport 22 accept", "tcp dport 443 accept", "tcp dport 80 accept")
+	next.Tables[0].Sets[0].Elements = []string{"192.0.2.1", "192.0.2.3"}
 	if err := f.db.Update(func(tx *bolt.Tx) error {
 		v, err := takeDevView(tx, "acme", "fw")
 		if err != nil {
@@ -251,13 +278,15 @@ func TestDevViewOldRecord(t *testing.T) {
 		t.Fatal(err)
 	}
 	st := load()
-	if !reflect.DeepEqual(ruleTexts(st.Ruleset), ruleTexts(next)) || !st.Exact {
+	if !reflect.DeepEqual(ruleTexts(st.Ruleset), ruleTexts(next)) ||
+		!reflect.DeepEqual(elements(st.Ruleset), elements(next)) || !st.Exact {
 		t.Fatalf("after a change: %v exact %v", ruleTexts(st.Ruleset), st.Exact)
 	}
 	if o := st.Origins["inet filter input"]; len(o) != 3 || o[2].CR != "CR-000001" {
 		t.Fatalf("origins after a change: %+v", o)
 	}
-	if raw := dumpBucket(t, f, bucketDevStates); strings.Contains(raw, "tcp dport") {
+	if raw := dumpBucket(t, f, bucketDevStates); strings.Contains(raw, "tcp dport") ||
+		strings.Contains(raw, "192.0.2") {
 		t.Fatalf("the header still holds rules: %s", raw)
 	}
 }

@@ -29,6 +29,9 @@ var (
 	// bucketDevRules holds one record per rule of each device's view:
 	// tenant/device 0x00 "family table chain" 0x00 big-endian order key → devRule.
 	bucketDevRules = []byte("devrules")
+	// bucketDevElems holds one record per element of each named set of each device's
+	// view: tenant/device 0x00 "family table set" 0x00 element → empty.
+	bucketDevElems = []byte("develems")
 	// bucketOpenDevs indexes the deviations not resolved: tenant/device/big-endian number
 	// → deviation.IndexKey (kind, change and item), so that an event reads only the open
 	// deviations it could undo. Findings not about one device use the device "".
@@ -49,7 +52,7 @@ var (
 	allBuckets = [][]byte{bucketMeta, bucketEnrollments, bucketDevices, bucketRulesets,
 		bucketEvents, bucketEnvelopes, bucketCRs, bucketDeviations, bucketCounters,
 		bucketPolicies, bucketDevStates, bucketOpenDevs, bucketWindows, bucketDevVersions,
-		bucketDevRules, bucketOpenByKey}
+		bucketDevRules, bucketDevElems, bucketOpenByKey}
 
 	keyApplied = []byte("applied_index")
 )
