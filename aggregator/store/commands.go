@@ -149,20 +149,22 @@ func encodeCommand(typ string, payload any) ([]byte, error) {
 // JSON. A log entry that starts with binaryAppendEvent is
 //
 //	binaryAppendEvent, uvarint length + tenant, uvarint length + device,
-//	big-endian int64 Unix nanoseconds of ReceivedAt, the envelope (the rest)
+//	ReceivedAt as big-endian int64 Unix seconds and uint32 nanoseconds, the envelope
+//	(the rest)
 //
 // and any other entry is a JSON command. Entries written in JSON by earlier versions are
 // still read.
 const binaryAppendEvent = 0x01
 
 func encodeAppendEvent(c *appendEventCmd) []byte {
-	b := make([]byte, 0, 1+2*binary.MaxVarintLen64+len(c.Tenant)+len(c.Device)+8+len(c.Envelope))
+	b := make([]byte, 0, 1+2*binary.MaxVarintLen64+len(c.Tenant)+len(c.Device)+12+len(c.Envelope))
 	b = append(b, binaryAppendEvent)
 	b = binary.AppendUvarint(b, uint64(len(c.Tenant)))
 	b = append(b, c.Tenant...)
 	b = binary.AppendUvarint(b, uint64(len(c.Device)))
 	b = append(b, c.Device...)
-	b = binary.BigEndian.AppendUint64(b, uint64(c.ReceivedAt.UnixNano()))
+	b = binary.BigEndian.AppendUint64(b, uint64(c.ReceivedAt.Unix()))
+	b = binary.BigEndian.AppendUint32(b, uint32(c.ReceivedAt.Nanosecond()))
 	return append(b, c.Envelope...)
 }
 
@@ -188,12 +190,12 @@ func decodeAppendEvent(b []byte) (*appendEventCmd, error) {
 	if c.Device, err = str(); err != nil {
 		return nil, err
 	}
-	if len(b) < 8 {
+	if len(b) < 12 {
 		return nil, errors.New("truncated append_event")
 	}
-	c.ReceivedAt = time.Unix(0, int64(binary.BigEndian.Uint64(b))).UTC()
+	c.ReceivedAt = time.Unix(int64(binary.BigEndian.Uint64(b)), int64(binary.BigEndian.Uint32(b[8:]))).UTC()
 	// A copy: raft's log entry may be reused once applied.
-	c.Envelope = slices.Clone(b[8:])
+	c.Envelope = slices.Clone(b[12:])
 	return &c, nil
 }
 

@@ -242,3 +242,21 @@ func TestAppendEventJSONEntries(t *testing.T) {
 		t.Fatalf("truncated entry: %v, applied %d", res.err, f1.appliedIndex())
 	}
 }
+
+// TestAppendEventBinaryTimes: the binary form keeps every time the JSON form kept, the
+// zero time and times outside int64 nanoseconds included.
+func TestAppendEventBinaryTimes(t *testing.T) {
+	for _, at := range []time.Time{{}, time.Date(2027, 5, 3, 8, 0, 0, 123456789, time.UTC),
+		time.Date(1600, 1, 1, 0, 0, 0, 1, time.UTC), time.Date(2400, 12, 31, 23, 59, 59, 999999999, time.UTC)} {
+		in := &appendEventCmd{Tenant: "acme", Device: "fw1", ReceivedAt: at, Envelope: []byte(`{"x":1}`)}
+		out, err := decodeAppendEvent(encodeAppendEvent(in))
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, _ := json.Marshal(in)
+		got, _ := json.Marshal(out)
+		if string(got) != string(want) {
+			t.Errorf("%s: decoded as %s, want %s", at, got, want)
+		}
+	}
+}
