@@ -153,7 +153,10 @@ func encodeCommand(typ string, payload any) ([]byte, error) {
 //	(the rest)
 //
 // and any other entry is a JSON command. Entries written in JSON by earlier versions are
-// still read.
+// still read; a node of an earlier version would refuse these entries as invalid (as it
+// would any new command type), so every node of a cluster must run this version before
+// its leader proposes events.
+// TODO: nothing enforces that yet (no version in the raft configuration or node table).
 const binaryAppendEvent = 0x01
 
 func encodeAppendEvent(c *appendEventCmd) []byte {
