@@ -137,10 +137,16 @@ func TestFollowerRefusesWithoutForwarding(t *testing.T) {
 		nl.Leader.APIURL != c.urls[0] || !strings.Contains(nl.Error, "leader is node-1") {
 		t.Fatalf("refusal body: %s", out)
 	}
-	// The snapshot endpoint is local.
-	if status, out, _ := clusterCall(t, "POST", c.urls[1]+"/v1/cluster/snapshot", ""); status != 200 {
-		t.Fatalf("snapshot on a follower: %d %s", status, out)
-	}
+	// The snapshot endpoint is local. Raft refuses a snapshot (409) until the node has
+	// applied the newest configuration entry, which a follower may not have done yet
+	// right after the last join.
+	testenv.WaitFor(t, 10*time.Second, "a snapshot on a follower", func() bool {
+		status, out, _ := clusterCall(t, "POST", c.urls[1]+"/v1/cluster/snapshot", "")
+		if status != 200 && !strings.Contains(out, "cannot take snapshot now") {
+			t.Fatalf("snapshot on a follower: %d %s", status, out)
+		}
+		return status == 200
+	})
 	if status, _, _ := clusterCall(t, "PUT", c.urls[0]+"/v1/tenants/acme/policy", clusterWriteBody); status != 200 {
 		t.Fatalf("write on the leader: %d", status)
 	}

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"slices"
@@ -431,8 +432,8 @@ func actor(tx *bolt.Tx, tenant, by string, member bool) (string, *model.Policy, 
 func resolveOverdueReview(tx *bolt.Tx, cr *model.CR, by string, at time.Time) error {
 	for _, dev := range cr.Devices {
 		prefix := deviation.KindPrefix(model.EmergencyReviewDue)
-		open, err := openDeviations(tx, cr.Tenant, dev, func(key string) bool {
-			return strings.HasPrefix(key, prefix)
+		open, err := openDeviations(tx, cr.Tenant, dev, func(key []byte) bool {
+			return bytes.HasPrefix(key, []byte(prefix))
 		})
 		if err != nil {
 			return err

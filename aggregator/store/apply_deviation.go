@@ -1,8 +1,10 @@
 package store
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -58,19 +60,79 @@ func putDeviation(tx *bolt.Tx, d *model.Deviation, isNew bool) error {
 	}
 	// A deviation about several devices (an incomplete CR) is indexed under each.
 	devices := strings.Split(d.Device, ",")
+	open, byKey := tx.Bucket(bucketOpenDevs), tx.Bucket(bucketOpenByKey)
+	ikey := []byte(deviation.IndexKey(d))
 	for _, dev := range devices {
 		k := openKey(d.Tenant, dev, n)
+		dk := deviceKey(d.Tenant, dev)
+		if old := open.Get(k); old != nil && (d.State == model.DeviationResolved || !bytes.Equal(old, ikey)) {
+			if err := byKey.Delete(openByKey(dk, old, k[len(k)-8:])); err != nil {
+				return err
+			}
+		}
 		var err error
 		if d.State == model.DeviationResolved {
-			err = tx.Bucket(bucketOpenDevs).Delete(k)
+			err = open.Delete(k)
 		} else {
-			err = tx.Bucket(bucketOpenDevs).Put(k, []byte(deviation.IndexKey(d)))
+			if err = open.Put(k, ikey); err == nil {
+				err = byKey.Put(openByKey(dk, ikey, k[len(k)-8:]), nil)
+			}
 		}
 		if err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// openByKey is a key of bucketOpenByKey: the device key, the index key without its kind,
+// and the deviation's number (8 bytes).
+func openByKey(dkey, indexKey, number []byte) []byte {
+	w := indexKey
+	if i := bytes.IndexByte(indexKey, 0); i >= 0 {
+		w = indexKey[i:] // deviation.KeyWithoutKind
+	}
+	k := make([]byte, 0, len(dkey)+len(w)+9)
+	k = append(append(append(k, dkey...), w...), 0)
+	return append(k, number...)
+}
+
+// openDeviationsUndone returns the device's open deviations whose index key without its
+// kind is one of undo, oldest first: what openDeviations with that filter returns, read
+// through bucketOpenByKey.
+func openDeviationsUndone(tx *bolt.Tx, tenant, device string, undo map[string]bool) ([]*model.Deviation, error) {
+	if len(undo) == 0 {
+		return nil, nil
+	}
+	dkey := deviceKey(tenant, device)
+	var numbers [][]byte
+	for _, u := range slices.Sorted(maps.Keys(undo)) {
+		prefix := append(append(slices.Clip(dkey), u...), 0)
+		err := forPrefix(tx.Bucket(bucketOpenByKey), prefix, func(k, _ []byte) error {
+			if len(k) == len(prefix)+8 { // not a longer key that merely starts alike
+				numbers = append(numbers, slices.Clone(k[len(prefix):]))
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	slices.SortFunc(numbers, bytes.Compare)
+	numbers = slices.CompactFunc(numbers, bytes.Equal)
+	out := make([]*model.Deviation, 0, len(numbers))
+	b := tx.Bucket(bucketDeviations)
+	for _, n := range numbers {
+		var d model.Deviation
+		ok, err := getJSON(b, append(tenantPrefix(tenant), n...), &d)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			out = append(out, &d)
+		}
+	}
+	return out, nil
 }
 
 func getDeviation(tx *bolt.Tx, tenant, id string) (*model.Deviation, error) {
@@ -91,12 +153,14 @@ func getDeviation(tx *bolt.Tx, tenant, id string) (*model.Deviation, error) {
 
 // openDeviations returns the device's deviations that are not resolved, oldest first,
 // among those whose index key (deviation.IndexKey) keep accepts; nil keep takes all. The
-// filter spares reading every open deviation of a device with many for every event.
-func openDeviations(tx *bolt.Tx, tenant, device string, keep func(key string) bool) ([]*model.Deviation, error) {
+// filter spares decoding the others, but visits every open deviation of the device; an
+// event uses openDeviationsUndone instead. keep gets the key in bbolt's memory, valid only
+// during the call.
+func openDeviations(tx *bolt.Tx, tenant, device string, keep func(key []byte) bool) ([]*model.Deviation, error) {
 	var out []*model.Deviation
 	b := tx.Bucket(bucketDeviations)
 	err := forPrefix(tx.Bucket(bucketOpenDevs), []byte(tenant+"/"+device+"/"), func(k, v []byte) error {
-		if keep != nil && !keep(string(v)) {
+		if keep != nil && !keep(v) {
 			return nil
 		}
 		n := k[len(k)-8:]
@@ -116,8 +180,8 @@ func openDeviations(tx *bolt.Tx, tenant, device string, keep func(key string) bo
 func raiseFinding(tx *bolt.Tx, tenant, device string, kind model.DeviationKind, detail string,
 	seq uint64, eventID, observed string, at time.Time) (string, bool, error) {
 	prefix := deviation.KindPrefix(kind)
-	open, err := openDeviations(tx, tenant, device, func(key string) bool {
-		return strings.HasPrefix(key, prefix)
+	open, err := openDeviations(tx, tenant, device, func(key []byte) bool {
+		return bytes.HasPrefix(key, []byte(prefix))
 	})
 	if err != nil {
 		return "", false, err

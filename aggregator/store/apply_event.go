@@ -208,15 +208,16 @@ func observe(tx *bolt.Tx, c *appendEventCmd, d *model.Device, e *event.Event, id
 	if e.Kind == event.Heartbeat {
 		return nil
 	}
-	st, err := takeDevState(tx, c.Tenant, c.Device)
+	v, err := takeDevView(tx, c.Tenant, c.Device)
 	if err != nil {
 		return err
 	}
+	st := v.state()
 	base := model.Origin{Event: id, Seq: e.Seq, Observed: e.Observed}
 	if e.Kind == event.Baseline && st == nil {
 		o := base
 		o.Source = model.SourceBaseline
-		return putDevState(tx, fullState(nil, c.Tenant, c.Device, e.Seq, e.Ruleset, e.After, nil, o))
+		return putDevView(tx, newView(fullState(nil, c.Tenant, c.Device, e.Seq, e.Ruleset, e.After, nil, o)))
 	}
 	changes := e.Changes
 	derived := false
@@ -269,9 +270,7 @@ func observe(tx *bolt.Tx, c *appendEventCmd, d *model.Device, e *event.Event, id
 		return err
 	}
 	undo := deviation.UndoKeys(changes)
-	open, err := openDeviations(tx, c.Tenant, c.Device, func(key string) bool {
-		return undo[deviation.KeyWithoutKind(key)]
-	})
+	open, err := openDeviationsUndone(tx, c.Tenant, c.Device, undo)
 	if err != nil {
 		return err
 	}
@@ -335,13 +334,13 @@ func observe(tx *bolt.Tx, c *appendEventCmd, d *model.Device, e *event.Event, id
 		rs := e.Ruleset
 		if rs == nil && st != nil {
 			// A reconcile without its state: apply the diff to what is known.
-			applyDiff(st, e.Seq, changes, origins, e.After)
-			return putDevState(tx, st)
+			applyDiff(v, e.Seq, changes, origins, e.After)
+			return putDevView(tx, v)
 		}
-		return putDevState(tx, fullState(st, c.Tenant, c.Device, e.Seq, rs, e.After, decided, fallback))
+		return putDevView(tx, newView(fullState(st, c.Tenant, c.Device, e.Seq, rs, e.After, decided, fallback)))
 	}
-	applyDiff(st, e.Seq, changes, origins, e.After)
-	return putDevState(tx, st)
+	applyDiff(v, e.Seq, changes, origins, e.After)
+	return putDevView(tx, v)
 }
 
 // raiseEventFinding raises a finding about the record that an accepted event carries.

@@ -139,11 +139,11 @@ func (f *fsm) Apply(l *raft.Log) any {
 		// Replayed after a restart: the state file has it already.
 		return &applyResult{}
 	}
-	var cmd command
 	handler := f.handler
-	if err := json.Unmarshal(l.Data, &cmd); err != nil {
+	cmd, derr := decodeCommand(l.Data)
+	if derr != nil {
 		handler = func(*bolt.Tx, command) (any, error) {
-			return nil, fmt.Errorf("%w: command: %v", ErrInvalid, err)
+			return nil, fmt.Errorf("%w: command: %v", ErrInvalid, derr)
 		}
 	}
 	var res applyResult
@@ -186,6 +186,9 @@ func (f *fsm) handler(tx *bolt.Tx, cmd command) (any, error) {
 	case cmdEnroll:
 		return decodeAndRun(tx, cmd.Payload, applyEnroll)
 	case cmdAppendEvent:
+		if cmd.event != nil {
+			return applyAppendEvent(tx, cmd.event)
+		}
 		return decodeAndRun(tx, cmd.Payload, applyAppendEvent)
 	case cmdCreateCR:
 		return decodeAndRun(tx, cmd.Payload, applyCreateCR)

@@ -1,7 +1,6 @@
 package store
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 
@@ -51,7 +50,8 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 			continue
 		}
 		e := batchEntry{pos: i, index: l.Index}
-		if err := json.Unmarshal(l.Data, &e.cmd); err != nil {
+		var err error
+		if e.cmd, err = decodeCommand(l.Data); err != nil {
 			e.bad = fmt.Errorf("%w: command: %v", ErrInvalid, err)
 		}
 		entries = append(entries, e)

@@ -2,6 +2,8 @@ package store
 
 import (
 	"bytes"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"testing"
@@ -199,3 +201,62 @@ func TestFSMSnapshotRestore(t *testing.T) {
 type readCloser struct{ *bufferSink }
 
 func (readCloser) Close() error { return nil }
+
+// TestAppendEventJSONEntries applies the test log once with its events in the binary
+// form and once in the JSON form earlier versions wrote: the same state. A truncated
+// binary entry is refused and only moves the applied index.
+func TestAppendEventJSONEntries(t *testing.T) {
+	logs := testLog(t)
+	var old []*raft.Log
+	binaries := 0
+	for _, l := range logs {
+		c := *l
+		if len(l.Data) > 0 && l.Data[0] == binaryAppendEvent {
+			binaries++
+			ev, err := decodeAppendEvent(l.Data)
+			if err != nil {
+				t.Fatal(err)
+			}
+			p, _ := json.Marshal(ev)
+			c.Data, _ = json.Marshal(command{Type: cmdAppendEvent, Payload: p})
+		}
+		old = append(old, &c)
+	}
+	if binaries != 4 {
+		t.Fatalf("%d events in the binary form, want 4", binaries)
+	}
+	f1, f2 := newTestFSM(t), newTestFSM(t)
+	r1, r2 := applyAll(f1, logs), applyAll(f2, old)
+	if d1, d2 := dump(t, f1), dump(t, f2); d1 != d2 {
+		t.Fatalf("states differ:\n%s\n--- JSON entries ---\n%s", d1, d2)
+	}
+	for i := range r1 {
+		if fmt.Sprint(r1[i].value, r1[i].err) != fmt.Sprint(r2[i].value, r2[i].err) {
+			t.Fatalf("entry %d: %v %v vs %v %v", i+1, r1[i].value, r1[i].err, r2[i].value, r2[i].err)
+		}
+	}
+	bad := &raft.Log{Index: uint64(len(logs) + 1), Type: raft.LogCommand,
+		Data: logs[5].Data[:4]}
+	res := f1.Apply(bad).(*applyResult)
+	if !errors.Is(res.err, ErrInvalid) || f1.appliedIndex() != bad.Index {
+		t.Fatalf("truncated entry: %v, applied %d", res.err, f1.appliedIndex())
+	}
+}
+
+// TestAppendEventBinaryTimes: the binary form keeps every time the JSON form kept, the
+// zero time and times outside int64 nanoseconds included.
+func TestAppendEventBinaryTimes(t *testing.T) {
+	for _, at := range []time.Time{{}, time.Date(2027, 5, 3, 8, 0, 0, 123456789, time.UTC),
+		time.Date(1600, 1, 1, 0, 0, 0, 1, time.UTC), time.Date(2400, 12, 31, 23, 59, 59, 999999999, time.UTC)} {
+		in := &appendEventCmd{Tenant: "acme", Device: "fw1", ReceivedAt: at, Envelope: []byte(`{"x":1}`)}
+		out, err := decodeAppendEvent(encodeAppendEvent(in))
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, _ := json.Marshal(in)
+		got, _ := json.Marshal(out)
+		if string(got) != string(want) {
+			t.Errorf("%s: decoded as %s, want %s", at, got, want)
+		}
+	}
+}

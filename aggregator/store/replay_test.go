@@ -12,6 +12,7 @@ import (
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/fenceline/fenceline/aggregator/deviation"
 	"github.com/fenceline/fenceline/aggregator/internal/testenv"
 	"github.com/fenceline/fenceline/aggregator/model"
 	"github.com/fenceline/fenceline/shared/event"
@@ -188,16 +189,17 @@ func TestReplayIdentical(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer orig.close()
-	for _, b := range [][]byte{bucketDeviations, bucketDevStates, bucketCRs, bucketDevices,
-		bucketOpenDevs, bucketPolicies, bucketDeadlines} {
+	for _, b := range [][]byte{bucketDeviations, bucketDevStates, bucketDevRules, bucketCRs,
+		bucketDevices, bucketOpenDevs, bucketOpenByKey, bucketPolicies, bucketDeadlines} {
 		if o, f := dumpBucket(t, orig, b), dumpBucket(t, fresh, b); o != f {
 			t.Errorf("bucket %s differs after replaying %d commands:\n%s\n--- replayed ---\n%s", b, n, o, f)
 		} else if o == "" {
 			t.Errorf("bucket %s is empty", b)
 		}
 	}
+	checkOpenIndexes(t, orig)
 	// Provenance survived: the rule the CR added is credited to it.
-	if !strings.Contains(dumpBucket(t, fresh, bucketDevStates), `"cr":"`+cr.ID+`"`) {
+	if !strings.Contains(dumpBucket(t, fresh, bucketDevRules), `"cr":"`+cr.ID+`"`) {
 		t.Error("no rule credited to the CR in the replayed provenance")
 	}
 }
@@ -219,4 +221,62 @@ func dumpBucket(t *testing.T, f *fsm, name []byte) string {
 		t.Fatal(err)
 	}
 	return b.String()
+}
+
+// checkOpenIndexes checks that reading the open deviations an event could undo through
+// bucketOpenByKey gives what filtering every open deviation gives, and that a state file
+// without that index gets it rebuilt, the same, when opened.
+func checkOpenIndexes(t *testing.T, f *fsm) {
+	t.Helper()
+	checked := 0
+	err := f.view(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketOpenDevs).ForEach(func(k, v []byte) error {
+			parts := strings.SplitN(string(k[:len(k)-9]), "/", 2)
+			tenant, device := parts[0], parts[1]
+			undo := map[string]bool{deviation.KeyWithoutKind(string(v)): true,
+				"\x00no such key": true}
+			want, err := openDeviations(tx, tenant, device, func(key []byte) bool {
+				return undo[deviation.KeyWithoutKind(string(key))]
+			})
+			if err != nil {
+				return err
+			}
+			got, err := openDeviationsUndone(tx, tenant, device, undo)
+			if err != nil {
+				return err
+			}
+			if fmt.Sprint(ids(want)) != fmt.Sprint(ids(got)) || len(got) == 0 {
+				t.Errorf("%s/%s %q: by key %v, filtered %v", tenant, device, v, ids(got), ids(want))
+			}
+			checked++
+			return nil
+		})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if checked == 0 {
+		t.Fatal("no open deviation to check")
+	}
+	before := dumpBucket(t, f, bucketOpenByKey)
+	if err := f.db.Update(func(tx *bolt.Tx) error { return tx.DeleteBucket(bucketOpenByKey) }); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.open(); err != nil {
+		t.Fatal(err)
+	}
+	if after := dumpBucket(t, f, bucketOpenByKey); after != before {
+		t.Errorf("open index rebuilt as\n%s\nwant\n%s", after, before)
+	}
+}
+
+func ids(ds []*model.Deviation) []string {
+	var out []string
+	for _, d := range ds {
+		out = append(out, d.ID)
+	}
+	return out
 }

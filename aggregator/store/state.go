@@ -12,6 +12,12 @@ import (
 // Layout of the state file. Tenant and device names never contain '/', so
 // "tenant/device" and "tenant/id" keys are unambiguous and a tenant's records are the
 // keys with the prefix "tenant/".
+//
+// TODO: an accepted event writes to about ten buckets (device, events and envelopes under
+// the device, deviations, both open indexes, view header and records, counters,
+// versions), so a commit writes about 1.7 pages per event in batches of 512 and about 20
+// for a batch of one; that is a third of the state machine's time in the cluster
+// benchmark (scripts/bench/README.md). Fewer, append-ordered buckets would write less.
 var (
 	bucketMeta        = []byte("meta")        // keyApplied → big-endian raft index
 	bucketEnrollments = []byte("enrollments") // hex SHA-256 of token → model.Enrollment
@@ -23,11 +29,24 @@ var (
 	bucketDeviations  = []byte("deviations")  // tenant/big-endian number → model.Deviation
 	bucketCounters    = []byte("counters")    // name → big-endian uint64
 	bucketPolicies    = []byte("policies")    // tenant → model.Policy
-	bucketDevStates   = []byte("devstates")   // tenant/device → model.DeviceState
+	// bucketDevStates holds each device's view without its rules: tenant/device →
+	// devHeader; the rules are in bucketDevRules (apply_state.go).
+	bucketDevStates = []byte("devstates")
+	// bucketDevRules holds one record per rule of each device's view:
+	// tenant/device 0x00 "family table chain" 0x00 big-endian order key → devRule.
+	bucketDevRules = []byte("devrules")
+	// bucketDevElems holds one record per element of each named set of each device's
+	// view: tenant/device 0x00 "family table set" 0x00 element → empty.
+	bucketDevElems = []byte("develems")
 	// bucketOpenDevs indexes the deviations not resolved: tenant/device/big-endian number
 	// → deviation.IndexKey (kind, change and item), so that an event reads only the open
 	// deviations it could undo. Findings not about one device use the device "".
 	bucketOpenDevs = []byte("opendevs")
+	// bucketOpenByKey indexes the same deviations by what an event could undo:
+	// tenant/device + deviation.KeyWithoutKind(index key) + 0x00 + big-endian number →
+	// empty, so that an event reads only the open deviations it could undo without
+	// visiting the others (apply_deviation.go).
+	bucketOpenByKey = []byte("openbykey")
 	// bucketWindows indexes the CRs whose window close is still to be checked and the
 	// emergency CRs whose review is due: tenant/id → empty.
 	bucketWindows = []byte("windows")
@@ -38,7 +57,8 @@ var (
 
 	allBuckets = [][]byte{bucketMeta, bucketEnrollments, bucketDevices, bucketRulesets,
 		bucketEvents, bucketEnvelopes, bucketCRs, bucketDeviations, bucketCounters,
-		bucketPolicies, bucketDevStates, bucketOpenDevs, bucketWindows, bucketDevVersions}
+		bucketPolicies, bucketDevStates, bucketOpenDevs, bucketWindows, bucketDevVersions,
+		bucketDevRules, bucketDevElems, bucketOpenByKey}
 
 	keyApplied = []byte("applied_index")
 )
@@ -67,10 +87,24 @@ func numberKey(prefix []byte, n uint64) []byte {
 func u64(n uint64) []byte { return binary.BigEndian.AppendUint64(nil, n) }
 
 func createBuckets(tx *bolt.Tx) error {
+	fillOpenByKey := tx.Bucket(bucketOpenByKey) == nil && tx.Bucket(bucketOpenDevs) != nil
 	for _, b := range allBuckets {
 		if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 			return fmt.Errorf("bucket %s: %w", b, err)
 		}
+	}
+	if fillOpenByKey {
+		// A state file from before that index: build it from the open index.
+		return tx.Bucket(bucketOpenDevs).ForEach(func(k, v []byte) error {
+			i := -1
+			if len(k) > 8 {
+				i = bytes.LastIndexByte(k[:len(k)-8], '/')
+			}
+			if i < 0 {
+				return fmt.Errorf("open index key %q", k)
+			}
+			return tx.Bucket(bucketOpenByKey).Put(openByKey(k[:i], v, k[len(k)-8:]), nil)
+		})
 	}
 	return nil
 }

@@ -13,6 +13,7 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
@@ -25,11 +26,13 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+	bolt "go.etcd.io/bbolt"
 
 	"github.com/fenceline/fenceline/aggregator/model"
 	"github.com/fenceline/fenceline/shared/event"
@@ -100,7 +103,8 @@ type Store struct {
 	transport *raft.NetworkTransport
 	metrics   *metrics
 	leader    *leadership
-	fresh     bool // no raft state at Open
+	fresh     bool     // no raft state at Open
+	devices   sync.Map // tenant/device → *decodedDevice (deviceRO)
 }
 
 // Open opens (or creates) the store in cfg.Dir and starts its raft node. A node without
@@ -423,7 +427,7 @@ func (p *PendingEvent) Wait() (*AppendResult, error) {
 // KeyFor returns the public key enrolled for tenant/device if its id is keyID. Any other
 // key id, or a device not enrolled, is event.ErrUnknownKey.
 func (s *Store) KeyFor(tenant, device, keyID string) (ed25519.PublicKey, error) {
-	d, err := s.Device(tenant, device)
+	d, err := s.deviceRO(tenant, device)
 	if errors.Is(err, ErrNotFound) {
 		return nil, fmt.Errorf("%w: %s/%s not enrolled", event.ErrUnknownKey, tenant, device)
 	}
@@ -441,7 +445,7 @@ func (s *Store) KeyFor(tenant, device, keyID string) (ed25519.PublicKey, error) 
 // duplicate, and the device's head. It reads the local state: on a follower the head may
 // lag, which can only make it answer false, never a wrong true.
 func (s *Store) SeenBefore(tenant, device string, seq uint64) (event.Ack, bool) {
-	d, err := s.Device(tenant, device)
+	d, err := s.deviceRO(tenant, device)
 	if err != nil {
 		return event.Ack{}, false
 	}
@@ -450,4 +454,34 @@ func (s *Store) SeenBefore(tenant, device string, seq uint64) (event.Ack, bool) 
 		return head, false
 	}
 	return head, seq <= d.HeadSeq
+}
+
+// deviceRO is Device for the ingester's two lookups per event (KeyFor, SeenBefore): the
+// decoded record is kept with its bytes and reused while the stored bytes are the same.
+// The caller must not change the result.
+func (s *Store) deviceRO(tenant, device string) (*model.Device, error) {
+	key := deviceKey(tenant, device)
+	var d *model.Device
+	err := s.fsm.view(func(tx *bolt.Tx) error {
+		raw := tx.Bucket(bucketDevices).Get(key)
+		if raw == nil {
+			return fmt.Errorf("device %s/%s: %w", tenant, device, ErrNotFound)
+		}
+		if c, ok := s.devices.Load(string(key)); ok && bytes.Equal(c.(*decodedDevice).raw, raw) {
+			d = c.(*decodedDevice).d
+			return nil
+		}
+		var err error
+		if d, err = decodeDevice(raw); err != nil {
+			return err
+		}
+		s.devices.Store(string(key), &decodedDevice{raw: bytes.Clone(raw), d: d})
+		return nil
+	})
+	return d, err
+}
+
+type decodedDevice struct {
+	raw []byte
+	d   *model.Device
 }

@@ -130,18 +130,25 @@ func Open(b []byte, lookup KeyLookup) (*Opened, error) {
 	if !ed25519.Verify(pub, dsse.PAE(PayloadType, payload), sig) {
 		return nil, fmt.Errorf("%w: key %s", ErrBadSignature, keyID)
 	}
-	if err := CheckCanonical(payload); err != nil {
-		return nil, err
-	}
+	// The payload must be canonical (CheckCanonical) and exactly the encoding of its
+	// event. When it is the encoding of its event it is canonical (Canonical's output is
+	// its own RFC 8785 form within the safe subset), so the canonical check runs only to
+	// name what is wrong with a payload that fails.
 	o := &Opened{ID: ID(PayloadType, payload), KeyID: keyID, Payload: payload}
 	pd := json.NewDecoder(bytes.NewReader(payload))
 	pd.DisallowUnknownFields()
 	if err := pd.Decode(&o.Event); err != nil {
+		if cerr := CheckCanonical(payload); cerr != nil {
+			return nil, cerr
+		}
 		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
 	// encoding/json matches keys regardless of case, accepts zero values that Seal leaves
 	// out and numbers with leading zeros in string fields: an event has one encoding only.
 	if again, err := Canonical(&o.Event); err != nil || !bytes.Equal(again, payload) {
+		if cerr := CheckCanonical(payload); cerr != nil {
+			return nil, cerr
+		}
 		return nil, fmt.Errorf("%w: payload is not the encoding of its event", ErrInvalid)
 	}
 	if o.Event.KeyID != keyID {

@@ -28,6 +28,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/pprof"
 	"strings"
 	"sync"
 	"syscall"
@@ -67,7 +68,43 @@ func run() error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	stopProfile, err := debugCPUProfile(cfg.DataDir, log)
+	if err != nil {
+		return err
+	}
+	defer stopProfile()
 	return serve(ctx, cfg, log)
+}
+
+// debugCPUProfile writes a CPU profile of the whole process life to the file named by
+// FENCELINE_DEBUG_CPUPROFILE (relative to the data dir), for benchmarks
+// (scripts/bench/README.md). It is not a configuration key: unset, it does nothing.
+func debugCPUProfile(dataDir string, log *slog.Logger) (func(), error) {
+	name := os.Getenv("FENCELINE_DEBUG_CPUPROFILE")
+	if name == "" {
+		return func() {}, nil
+	}
+	if !filepath.IsAbs(name) {
+		name = filepath.Join(dataDir, name)
+	}
+	if err := os.MkdirAll(filepath.Dir(name), 0o700); err != nil {
+		return nil, fmt.Errorf("cpu profile: %w", err)
+	}
+	f, err := os.Create(name)
+	if err != nil {
+		return nil, fmt.Errorf("cpu profile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("cpu profile: %w", err)
+	}
+	log.Warn("writing a CPU profile (debug)", "file", name)
+	return func() {
+		pprof.StopCPUProfile()
+		if err := f.Close(); err != nil {
+			log.Error("cpu profile", "err", err)
+		}
+	}, nil
 }
 
 func newLogger(c config.LogConfig, w io.Writer) (*slog.Logger, error) {

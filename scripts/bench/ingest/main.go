@@ -58,6 +58,8 @@ func run() error {
 	}
 	if !o.keep {
 		defer os.RemoveAll(dir)
+	} else {
+		fmt.Println("lab directory (kept):", dir)
 	}
 	bin := filepath.Join(dir, "bin")
 	fmt.Println("building ...")
