@@ -25,6 +25,9 @@ type chain struct {
 	metrics  *metrics // nil: not counted
 	// newEvent returns an event of kind with the device's fields and the current time.
 	newEvent func(kind event.Kind, after string) *event.Event
+	// beforeFold, in tests, runs when an event did not fit, before the fold (where an ack
+	// may arrive).
+	beforeFold func()
 }
 
 // append seals e as the next event of the chain, stores it durably, and wakes the uplink.
@@ -46,8 +49,13 @@ func (c *chain) append(e *event.Event, state []byte, last *observed) (uint64, er
 	}
 	kind := e.Kind
 	seq, err := c.ob.Append(seal, state)
-	if errors.Is(err, outbox.ErrFull) {
+	for attempt := 0; errors.Is(err, outbox.ErrFull); attempt++ {
 		seq, err = c.fold(kind, state, last)
+		if errors.Is(err, errNothingToFold) && attempt < 3 {
+			// An ack emptied the outbox between Append and Fold: there is room now.
+			seq, err = c.ob.Append(seal, state)
+			continue
+		}
 		kind = event.Fold
 	}
 	if err != nil {
@@ -60,6 +68,9 @@ func (c *chain) append(e *event.Event, state []byte, last *observed) (uint64, er
 	return seq, nil
 }
 
+// errNothingToFold: the outbox was full, but by the time fold ran acks had emptied it.
+var errNothingToFold = errors.New("fold: the outbox was full but holds no pending event")
+
 // fold replaces the pending events that never left the agent, together with the event
 // of kind that did not fit, by one fold event carrying the state that event reports
 // (state, or last when state is nil). The fold event is stored whatever its size: when
@@ -67,6 +78,9 @@ func (c *chain) append(e *event.Event, state []byte, last *observed) (uint64, er
 // outbox.max_bytes), the bound is exceeded rather than the state lost, and that is
 // counted and logged. It returns the fold event's sequence.
 func (c *chain) fold(kind event.Kind, state []byte, last *observed) (uint64, error) {
+	if c.beforeFold != nil {
+		c.beforeFold()
+	}
 	cur := last
 	if state != nil {
 		cur = new(observed)
@@ -107,8 +121,8 @@ func (c *chain) fold(kind event.Kind, state []byte, last *observed) (uint64, err
 		return 0, err
 	}
 	if n == 0 {
-		// Fold found nothing pending, so Append could not have been full.
-		return 0, errors.New("fold: the outbox was full but holds no pending event")
+		// Nothing pending any more: acks took it between Append and Fold.
+		return 0, errNothingToFold
 	}
 	if c.metrics != nil {
 		c.metrics.folds.Inc()

@@ -90,6 +90,32 @@ func pendingEvents(t *testing.T, a *Agent) []event.Event {
 	return out
 }
 
+// TestAckBetweenFullAndFold: an event does not fit, and before the fold an ack empties
+// the outbox (it was published meanwhile): the event is stored as itself, the agent goes
+// on (it used to stop with "the outbox was full but holds no pending event").
+func TestAckBetweenFullAndFold(t *testing.T) {
+	logs := &syncBuffer{}
+	a := newDeliveryAgent(t, logs, func(c *Config) { c.Outbox.MaxBytes = 16 << 10 })
+	if err := a.report(event.Baseline, bigRuleset(10), 1, nil, "", nil); err != nil {
+		t.Fatal(err)
+	}
+	a.chain.beforeFold = func() {
+		h, _ := a.ob.Head()
+		if _, err := a.ob.Ack(h.Seq, h.ID); err != nil {
+			t.Error(err)
+		}
+	}
+	big := bigRuleset(1000)
+	if err := a.report(event.Reconcile, big, 5, nil, "changed while down", nil); err != nil {
+		t.Fatalf("event after the ack: %v", err)
+	}
+	evs := pendingEvents(t, a)
+	if len(evs) != 1 || evs[0].Kind != event.Reconcile || evs[0].Seq != 2 ||
+		evs[0].After != big.Digest().String() {
+		t.Fatalf("outbox holds %v, want the reconcile as seq 2", kindsOf(evs))
+	}
+}
+
 // TestFoldBeyondBound: the state alone is larger than the outbox bound. Reaching the
 // bound folds the pending events and the one that did not fit into one fold event, which
 // is kept although it exceeds the bound; the agent goes on (it used to stop with ErrFull
