@@ -294,7 +294,7 @@ func (a *Agent) onNotification(tr *tracker, n nft.Notification) error {
 // backstop finds the tracked generation stuck there are they taken as lost.
 func (a *Agent) recheck(tr *tracker) error {
 	seen := tr.gen
-	if tr.dumps != nil {
+	if tr.states != nil {
 		if d, ok := a.src.(interface{ Generation() (uint32, error) }); ok {
 			gen, err := d.Generation()
 			if err != nil {

@@ -10,11 +10,11 @@ import (
 	"github.com/fenceline/fenceline/shared/ruleset"
 )
 
-// dumpSource is a Source that also hands out the raw kernel state (agent/nft's Reader
-// does): the agent then applies each generation's notified messages to it instead of
-// reading the whole ruleset for every generation.
-type dumpSource interface {
-	ReadDump() (*nftcanon.Dump, uint32, error)
+// stateSource is a Source that also reads the ruleset into an nftcanon.State
+// (agent/nft's Reader does): the agent then applies each generation's notified messages
+// to it instead of reading the whole ruleset for every generation.
+type stateSource interface {
+	ReadState(prev *nftcanon.State) (*nftcanon.State, *ruleset.Ruleset, uint32, error)
 }
 
 // tracker follows the ruleset generation by generation. It holds the state of the last
@@ -22,12 +22,15 @@ type dumpSource interface {
 // ahead of what the agent last reported: generations that change nothing the model
 // covers (counter resets, elements of dynamic sets) produce no event.
 type tracker struct {
-	src   Source
-	dumps dumpSource // nil: every generation is read in full
-	dump  *nftcanon.Dump
-	cache *nftcanon.Cache
-	gen   uint32
-	rs    *ruleset.Ruleset
+	src    Source
+	states stateSource // nil: every generation is read in full
+	// state is the tracked state when states is set, nil when it must be read again.
+	state *nftcanon.State
+	// prev is the last state read or applied, kept after a failed apply so that a read
+	// need not render its rules again.
+	prev *nftcanon.State
+	gen  uint32
+	rs   *ruleset.Ruleset
 	// backstopGen is the generation a backstop read found ahead of gen, waiting for its
 	// notifications to arrive (see backstop).
 	backstopGen uint32
@@ -35,14 +38,14 @@ type tracker struct {
 }
 
 func newTracker(src Source) *tracker {
-	t := &tracker{src: src, cache: nftcanon.NewCache()}
-	t.dumps, _ = src.(dumpSource)
+	t := &tracker{src: src}
+	t.states, _ = src.(stateSource)
 	return t
 }
 
 // read reads the whole ruleset and makes it the tracked state.
 func (t *tracker) read() (*ruleset.Ruleset, uint32, error) {
-	if t.dumps == nil {
+	if t.states == nil {
 		rs, gen, err := t.src.Snapshot()
 		if err != nil {
 			return nil, 0, err
@@ -50,15 +53,16 @@ func (t *tracker) read() (*ruleset.Ruleset, uint32, error) {
 		t.rs, t.gen = rs, gen
 		return rs, gen, nil
 	}
-	d, gen, err := t.dumps.ReadDump()
+	// The new state shares the rendered rules of the old one that are still there.
+	prev := t.state
+	if prev == nil {
+		prev = t.prev
+	}
+	st, rs, gen, err := t.states.ReadState(prev)
 	if err != nil {
 		return nil, 0, err
 	}
-	rs, err := nftcanon.BuildCached(d, t.cache)
-	if err != nil {
-		return nil, 0, fmt.Errorf("canonicalize: %w", err)
-	}
-	t.dump, t.rs, t.gen = d, rs, gen
+	t.state, t.prev, t.rs, t.gen = st, st, rs, gen
 	return rs, gen, nil
 }
 
@@ -76,19 +80,19 @@ var errNeedRead = errors.New("generation needs a full read")
 // missing, the generation does not follow the tracked one, an update the dump cannot
 // take); the tracked state is then stale and the caller reads in full.
 func (t *tracker) apply(n nft.Notification) (*ruleset.Ruleset, error) {
-	if t.dump == nil || !n.Complete || n.Overrun || n.Gen != t.gen+1 {
+	if t.state == nil || !n.Complete || n.Overrun || n.Gen != t.gen+1 {
 		return nil, errNeedRead
 	}
-	if err := t.dump.Apply(n.Updates); err != nil {
-		t.dump = nil // undefined after a failed Apply
+	if err := t.state.Apply(n.Updates); err != nil {
+		t.state = nil // undefined after a failed Apply; its rendered rules stay usable
 		if errors.Is(err, nftcanon.ErrNotIncremental) {
 			return nil, fmt.Errorf("%w: %v", errNeedRead, err)
 		}
 		return nil, err
 	}
-	rs, err := nftcanon.BuildCached(t.dump, t.cache)
+	rs, err := t.state.Build()
 	if err != nil {
-		t.dump = nil
+		t.state = nil
 		return nil, fmt.Errorf("canonicalize: %w", err)
 	}
 	t.rs, t.gen = rs, n.Gen

@@ -154,3 +154,132 @@ func FuzzApply(f *testing.F) {
 		_, _ = Build(d)
 	})
 }
+
+// readState makes a State of d as a reader does: rules handed over one by one from a
+// buffer that is overwritten after each, as a receive buffer is.
+func readState(t *testing.T, d *Dump, prev *State) (*State, *ruleset.Ruleset, int) {
+	t.Helper()
+	objs := cloneDump(d)
+	objs.Rules = nil
+	sr, err := NewStateRead(objs, prev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf []byte
+	for _, m := range d.Rules {
+		buf = append(buf[:0], m...)
+		if err := sr.Rule(buf); err != nil {
+			t.Fatal(err)
+		}
+		for i := range buf {
+			buf[i] = 0xff
+		}
+	}
+	hits := sr.b.cache.Hits()
+	st, rs, err := sr.Finish()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st, rs, hits
+}
+
+// TestStateRecorded: a State read from a recorded dump gives the dump's ruleset, keeps
+// giving it through the same updates TestApplyRecorded applies, and a second read with
+// the first as its predecessor renders no rule again.
+func TestStateRecorded(t *testing.T) {
+	for _, rec := range loadRecorded(t) {
+		t.Run(rec.name, func(t *testing.T) {
+			want, err := Build(rec.dump)
+			if err != nil {
+				t.Fatal(err)
+			}
+			st, got, _ := readState(t, rec.dump, nil)
+			if got.Text() != want.Text() || got.Digest() != want.Digest() {
+				t.Fatalf("read state differs:\n%v", ruleset.Diff(want, got))
+			}
+			if st.RuleCount() != len(rec.dump.Rules) {
+				t.Fatalf("%d rules held, want %d", st.RuleCount(), len(rec.dump.Rules))
+			}
+			check := func(what string) {
+				t.Helper()
+				got, err := st.Build()
+				if err != nil {
+					t.Fatal(err)
+				}
+				if got.Text() != want.Text() || got.Digest() != want.Digest() {
+					t.Fatalf("%s: state differs:\n%v", what, ruleset.Diff(want, got))
+				}
+			}
+			check("read")
+			var dels, adds []Update
+			prev := map[[2]string]uint64{}
+			for _, m := range rec.dump.Rules {
+				a, _ := msgAttrs(m)
+				k := [2]string{a.str(nftaRuleTable), a.str(nftaRuleChain)}
+				dels = append(dels, Update{Type: MsgDelRule, Msg: m})
+				u := Update{Type: MsgNewRule, Msg: m}
+				if p, ok := prev[k]; ok {
+					u.Msg = withPosition(m, p)
+				}
+				adds = append(adds, u)
+				prev[k] = a.u64(nftaRuleHandle)
+			}
+			if err := st.Apply(dels); err != nil {
+				t.Fatal(err)
+			}
+			if got, _ := st.Build(); got.RuleCount() != 0 {
+				t.Fatalf("%d rules left after deleting all", got.RuleCount())
+			}
+			if err := st.Apply(adds); err != nil {
+				t.Fatal(err)
+			}
+			check("rules deleted and added")
+			var ups []Update
+			for _, m := range rec.dump.Tables {
+				ups = append(ups, Update{Type: MsgDelTable, Msg: m})
+			}
+			for _, m := range rec.dump.Tables {
+				ups = append(ups, Update{Type: MsgNewTable, Msg: m})
+			}
+			for _, m := range rec.dump.Chains {
+				ups = append(ups, Update{Type: MsgNewChain, Msg: m})
+			}
+			for _, m := range rec.dump.Sets {
+				ups = append(ups, Update{Type: MsgNewSet, Msg: m})
+			}
+			for _, se := range rec.dump.Elements {
+				for _, m := range se.Msgs {
+					ups = append(ups, Update{Type: MsgNewSetElem, Msg: m})
+				}
+			}
+			for _, m := range rec.dump.Objects {
+				ups = append(ups, Update{Type: MsgNewObj, Msg: m})
+			}
+			ups = append(ups, adds...)
+			if err := st.Apply(ups); err != nil {
+				t.Fatal(err)
+			}
+			check("tables deleted and created")
+
+			_, again, hits := readState(t, rec.dump, st)
+			if again.Text() != want.Text() {
+				t.Fatal("second read differs")
+			}
+			cacheable := 0
+			for _, r := range st.rules {
+				if r.key.table != 0 && r.key.rule != 0 {
+					cacheable++
+				}
+			}
+			if hits != cacheable || cacheable == 0 {
+				t.Errorf("second read took %d rules from the first, want %d", hits, cacheable)
+			}
+			if err := st.Apply(dels[:1]); err != nil {
+				t.Fatal(err)
+			}
+			if err := st.Apply(dels[:1]); !errors.Is(err, ErrNotIncremental) {
+				t.Fatalf("deleting a rule twice: %v", err)
+			}
+		})
+	}
+}

@@ -34,64 +34,86 @@ func Build(d *Dump) (*ruleset.Ruleset, error) { return build(d, nil) }
 func BuildCached(d *Dump, c *Cache) (*ruleset.Ruleset, error) { return build(d, c) }
 
 func build(d *Dump, cache *Cache) (*ruleset.Ruleset, error) {
-	rs := &ruleset.Ruleset{}
-	e := &env{ifnames: d.Ifnames}
-	tables := map[tableKey]*ruleset.Table{}
-	tableHandles := map[tableKey]uint64{}
+	b, err := newBuilder(d, cache)
+	if err != nil {
+		return nil, err
+	}
+	for _, m := range d.Rules {
+		r, err := b.render(m)
+		if err != nil {
+			return nil, err
+		}
+		if err := b.add(r); err != nil {
+			return nil, err
+		}
+	}
+	cache.end()
+	return b.finish()
+}
+
+// builder makes the model of one state: newBuilder takes everything but the rules, then
+// each rule is rendered (render) and placed (add) in dump order, and finish completes the
+// model. Rules can so be rendered as their dump arrives (see StateRead).
+type builder struct {
+	e            *env
+	cache        *Cache
+	rs           *ruleset.Ruleset
+	tables       map[tableKey]*ruleset.Table
+	tableHandles map[tableKey]uint64
+	chains       map[chainKey]*ruleset.Chain
+	bindings     map[chainKey]bool
+	sets         map[tableKey]map[string]*setInfo
+	setOrder     []*setInfo
+}
+
+func newBuilder(d *Dump, cache *Cache) (*builder, error) {
+	b := &builder{
+		e: &env{ifnames: d.Ifnames}, cache: cache, rs: &ruleset.Ruleset{},
+		tables: map[tableKey]*ruleset.Table{}, tableHandles: map[tableKey]uint64{},
+		chains: map[chainKey]*ruleset.Chain{}, bindings: map[chainKey]bool{},
+		sets: map[tableKey]map[string]*setInfo{},
+	}
 	for _, m := range d.Tables {
 		t, h, err := parseTable(m)
 		if err != nil {
 			return nil, err
 		}
-		tables[tableKey{m.Family(), t.Name}] = t
-		tableHandles[tableKey{m.Family(), t.Name}] = h
-		rs.Tables = append(rs.Tables, t)
+		b.tables[tableKey{m.Family(), t.Name}] = t
+		b.tableHandles[tableKey{m.Family(), t.Name}] = h
+		b.rs.Tables = append(b.rs.Tables, t)
 	}
 	cache.begin(d.Ifnames)
-	table := func(fam byte, name string) (*ruleset.Table, error) {
-		t, ok := tables[tableKey{fam, name}]
-		if !ok {
-			return nil, fmt.Errorf("%w: no table %s %s", ErrMalformed, FamilyName(fam), name)
-		}
-		return t, nil
-	}
-
-	chains := map[chainKey]*ruleset.Chain{}
-	bindings := map[chainKey]bool{}
 	for _, m := range d.Chains {
 		tname, c, binding, err := parseChain(m)
 		if err != nil {
 			return nil, err
 		}
-		t, err := table(m.Family(), tname)
+		t, err := b.table(m.Family(), tname)
 		if err != nil {
 			return nil, err
 		}
 		k := chainKey{m.Family(), tname, c.Name}
-		chains[k] = c
+		b.chains[k] = c
 		if binding {
-			bindings[k] = true
+			b.bindings[k] = true
 			continue
 		}
 		t.Chains = append(t.Chains, c)
 	}
-
-	sets := map[tableKey]map[string]*setInfo{}
-	var setOrder []*setInfo
 	for _, m := range d.Sets {
 		s, err := parseSet(m)
 		if err != nil {
 			return nil, err
 		}
 		k := tableKey{s.family, s.table}
-		if sets[k] == nil {
-			sets[k] = map[string]*setInfo{}
+		if b.sets[k] == nil {
+			b.sets[k] = map[string]*setInfo{}
 		}
-		sets[k][s.name] = s
-		setOrder = append(setOrder, s)
+		b.sets[k][s.name] = s
+		b.setOrder = append(b.setOrder, s)
 	}
 	for _, se := range d.Elements {
-		s := sets[tableKey{se.Family, se.Table}][se.Set]
+		s := b.sets[tableKey{se.Family, se.Table}][se.Set]
 		if s == nil {
 			continue
 		}
@@ -101,13 +123,12 @@ func build(d *Dump, cache *Cache) (*ruleset.Ruleset, error) {
 		}
 		s.elems = els
 	}
-
 	for _, m := range d.Objects {
-		tname, o, err := parseObject(m, e)
+		tname, o, err := parseObject(m, b.e)
 		if err != nil {
 			return nil, err
 		}
-		t, err := table(m.Family(), tname)
+		t, err := b.table(m.Family(), tname)
 		if err != nil {
 			return nil, err
 		}
@@ -118,51 +139,73 @@ func build(d *Dump, cache *Cache) (*ruleset.Ruleset, error) {
 		if err != nil {
 			return nil, err
 		}
-		t, err := table(m.Family(), tname)
+		t, err := b.table(m.Family(), tname)
 		if err != nil {
 			return nil, err
 		}
 		t.Flowtables = append(t.Flowtables, f)
 	}
+	return b, nil
+}
 
-	for _, m := range d.Rules {
-		r, err := cache.rule(m, tableHandles, func() (ruleOut, error) {
-			return e.rule(m, func(table string) map[string]*setInfo {
-				return sets[tableKey{m.Family(), table}]
-			})
-		})
-		if err != nil {
-			return nil, err
-		}
-		for _, name := range r.dynTargets {
-			if s := sets[tableKey{m.Family(), r.table}][name]; s != nil {
-				s.dynTarget = true
-			}
-		}
-		c, ok := chains[chainKey{m.Family(), r.table, r.chain}]
-		if !ok {
-			return nil, fmt.Errorf("%w: rule in unknown chain %s %s %s", ErrMalformed,
-				FamilyName(m.Family()), r.table, r.chain)
-		}
-		c.Rules = append(c.Rules, &ruleset.Rule{Text: r.text, Handle: r.handle, Undecoded: r.undecoded})
+func (b *builder) table(fam byte, name string) (*ruleset.Table, error) {
+	t, ok := b.tables[tableKey{fam, name}]
+	if !ok {
+		return nil, fmt.Errorf("%w: no table %s %s", ErrMalformed, FamilyName(fam), name)
 	}
+	return t, nil
+}
 
-	cache.end()
-	inlineBindings(rs, chains, bindings)
+// render renders rule message m, or takes it from the cache.
+func (b *builder) render(m Msg) (*cachedRule, error) {
+	return b.cache.rule(m, b.tableHandles, func() (ruleOut, error) {
+		out, err := b.e.rule(m, func(table string) map[string]*setInfo {
+			return b.sets[tableKey{m.Family(), table}]
+		})
+		// The names of the table and chain are those of their own messages, shared by
+		// every rule in them rather than a copy per rule.
+		if t, ok := b.tables[tableKey{m.Family(), out.table}]; ok {
+			out.table = t.Name
+		}
+		if c, ok := b.chains[chainKey{m.Family(), out.table, out.chain}]; ok {
+			out.chain = c.Name
+		}
+		return out, err
+	})
+}
 
+// add places a rendered rule at the end of its chain.
+func (b *builder) add(r *cachedRule) error {
+	for _, name := range r.dynTargets {
+		if s := b.sets[tableKey{r.fam, r.table}][name]; s != nil {
+			s.dynTarget = true
+		}
+	}
+	c, ok := b.chains[chainKey{r.fam, r.table, r.chain}]
+	if !ok {
+		return fmt.Errorf("%w: rule in unknown chain %s %s %s", ErrMalformed,
+			FamilyName(r.fam), r.table, r.chain)
+	}
+	c.Rules = append(c.Rules, r.rule)
+	return nil
+}
+
+// finish completes the model once every rule was added.
+func (b *builder) finish() (*ruleset.Ruleset, error) {
+	inlineBindings(b.rs, b.chains, b.bindings)
 	// Named sets come last: whether a set is dynamic depends on the rules that update it.
-	for _, s := range setOrder {
+	for _, s := range b.setOrder {
 		if s.isAnonymous() {
 			continue
 		}
-		t, err := table(s.family, s.table)
+		t, err := b.table(s.family, s.table)
 		if err != nil {
 			return nil, err
 		}
-		t.Sets = append(t.Sets, e.safeNamedSet(s))
+		t.Sets = append(t.Sets, b.e.safeNamedSet(s))
 	}
-	rs.Sort()
-	return rs, nil
+	b.rs.Sort()
+	return b.rs, nil
 }
 
 func parseTable(m Msg) (*ruleset.Table, uint64, error) {
@@ -306,7 +349,7 @@ func inlineBindings(rs *ruleset.Ruleset, chains map[chainKey]*ruleset.Chain,
 	for _, t := range rs.Tables {
 		fam := famOf[t.Family]
 		for _, c := range t.Chains {
-			for _, r := range c.Rules {
+			for ri, r := range c.Rules {
 				for _, verb := range []string{" jump ", " goto "} {
 					i := strings.Index(" "+r.Text, verb+"__chain")
 					if i < 0 {
@@ -323,11 +366,16 @@ func inlineBindings(rs *ruleset.Ruleset, chains map[chainKey]*ruleset.Chain,
 						continue
 					}
 					var body []string
+					// Rules are shared between the models built from one cache: the
+					// inlined rule is a copy.
+					nr := *r
 					for _, br := range b.Rules {
 						body = append(body, br.Text)
-						r.Undecoded += br.Undecoded
+						nr.Undecoded += br.Undecoded
 					}
-					r.Text = r.Text[:start] + "{ " + strings.Join(body, "; ") + " }" + r.Text[end:]
+					nr.Text = r.Text[:start] + "{ " + strings.Join(body, "; ") + " }" + r.Text[end:]
+					c.Rules[ri] = &nr
+					r = &nr
 				}
 			}
 		}

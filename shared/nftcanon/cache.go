@@ -4,20 +4,25 @@ import (
 	"encoding/binary"
 	"hash/maphash"
 	"maps"
+
+	"github.com/fenceline/fenceline/shared/ruleset"
 )
 
 // Cache holds rendered rules between builds of successive states of one ruleset (see
 // BuildCached). Rules no longer present are dropped at the end of each build. A Cache is
 // not safe for concurrent use; the zero value is not usable, use NewCache.
 type Cache struct {
-	seed    maphash.Seed
-	rules   map[cacheKey]*cachedRule
-	next    map[cacheKey]*cachedRule
-	byMsg   map[msgID]*cachedRule
-	nextMsg map[msgID]*cachedRule
-	ifnames map[uint32]string
-	hits    int
-	idHits  int // of hits, those found by message identity
+	seed maphash.Seed
+	// identity enables finding rules by message identity (byMsg), which holds on to the
+	// messages; a State's cache sees each message once and keeps none.
+	identity bool
+	rules    map[cacheKey]*cachedRule
+	next     map[cacheKey]*cachedRule
+	byMsg    map[msgID]*cachedRule
+	nextMsg  map[msgID]*cachedRule
+	ifnames  map[uint32]string
+	hits     int
+	idHits   int // of hits, those found by message identity
 }
 
 type cacheKey struct{ table, rule uint64 }
@@ -32,20 +37,35 @@ type msgID struct {
 	n int
 }
 
-// cachedRule is held by pointer: a hit moves a pointer from one build's maps to the
-// next's, which for a big ruleset was most of a cached build's time.
+// cachedRule is one rendered rule: what the model and a State need of it, without its
+// message. It is held by pointer: a hit moves a pointer from one build's maps to the
+// next's, which for a big ruleset was most of a cached build's time. Its fields never
+// change once made; rule is shared by every model built with it.
 type cachedRule struct {
 	sum uint64 // of the rule's message, guarding against a reused handle
-	out ruleOut
-	// key, fam and th let a message found by identity be checked against the table it
-	// was rendered in: a table deleted and added again has a new handle.
-	key cacheKey
-	fam byte
+	// key and fam let a message found by identity be checked against the table it was
+	// rendered in: a table deleted and added again has a new handle.
+	key          cacheKey
+	fam          byte
+	table, chain string
+	rule         *ruleset.Rule
+	dynTargets   []string // sets the rule's add/update statements fill
+}
+
+func newCachedRule(fam byte, out ruleOut) *cachedRule {
+	return &cachedRule{fam: fam, key: cacheKey{rule: out.handle}, table: out.table, chain: out.chain, dynTargets: out.dynTargets,
+		rule: &ruleset.Rule{Text: out.text, Handle: out.handle, Undecoded: out.undecoded}}
 }
 
 // NewCache returns an empty cache.
 func NewCache() *Cache {
-	return &Cache{seed: maphash.MakeSeed(), rules: map[cacheKey]*cachedRule{}}
+	return &Cache{seed: maphash.MakeSeed(), rules: map[cacheKey]*cachedRule{}, identity: true}
+}
+
+// newKeyCache returns an empty cache for a State: it finds rules by table and rule
+// handle only, and its sums are those of every State.
+func newKeyCache() *Cache {
+	return &Cache{seed: stateSeed, rules: map[cacheKey]*cachedRule{}}
 }
 
 // Hits reports how many rules the last build took from the cache.
@@ -68,7 +88,9 @@ func (c *Cache) begin(ifnames map[uint32]string) {
 		c.ifnames = maps.Clone(ifnames)
 	}
 	c.next = make(map[cacheKey]*cachedRule, len(c.rules))
-	c.nextMsg = make(map[msgID]*cachedRule, len(c.rules))
+	if c.identity {
+		c.nextMsg = make(map[msgID]*cachedRule, len(c.rules))
+	}
 	c.hits, c.idHits = 0, 0
 }
 
@@ -83,29 +105,36 @@ func (c *Cache) end() {
 
 // rule returns the rendered rule m from the cache, or renders it.
 func (c *Cache) rule(m Msg, tables map[tableKey]uint64,
-	render func() (ruleOut, error)) (ruleOut, error) {
+	render func() (ruleOut, error)) (*cachedRule, error) {
+	fresh := func() (*cachedRule, error) {
+		out, err := render()
+		if err != nil {
+			return nil, err
+		}
+		return newCachedRule(m.Family(), out), nil
+	}
 	if c == nil {
-		return render()
+		return fresh()
 	}
 	var id msgID
-	if len(m) > 0 {
+	if c.identity && len(m) > 0 {
 		id = msgID{&m[0], len(m)}
-		if r, ok := c.byMsg[id]; ok && tables[tableKey{r.fam, r.out.table}] == r.key.table {
+		if r, ok := c.byMsg[id]; ok && tables[tableKey{r.fam, r.table}] == r.key.table {
 			c.next[r.key] = r
 			c.nextMsg[id] = r
 			c.hits++
 			c.idHits++
-			return r.out, nil
+			return r, nil
 		}
 	}
 	a, err := msgAttrs(m)
 	if err != nil {
-		return render()
+		return fresh()
 	}
 	th, ok := tables[tableKey{m.Family(), a.str(nftaRuleTable)}]
 	h := a.u64(nftaRuleHandle)
 	if !ok || th == 0 || h == 0 {
-		return render()
+		return fresh()
 	}
 	// The position attribute of a notification is not part of the rule.
 	sum := c.ruleSum(a)
@@ -116,17 +145,18 @@ func (c *Cache) rule(m Msg, tables map[tableKey]uint64,
 			c.nextMsg[id] = r
 		}
 		c.hits++
-		return r.out, nil
+		return r, nil
 	}
-	out, err := render()
-	if err == nil {
-		r := &cachedRule{sum: sum, out: out, key: k, fam: m.Family()}
-		c.next[k] = r
-		if id.p != nil {
-			c.nextMsg[id] = r
-		}
+	r, err := fresh()
+	if err != nil {
+		return nil, err
 	}
-	return out, err
+	r.sum, r.key = sum, k
+	c.next[k] = r
+	if id.p != nil {
+		c.nextMsg[id] = r
+	}
+	return r, nil
 }
 
 // ruleSum hashes the rule's chain, expressions, compat and user data: what its text
