@@ -34,7 +34,7 @@ func Build(d *Dump) (*ruleset.Ruleset, error) { return build(d, nil) }
 func BuildCached(d *Dump, c *Cache) (*ruleset.Ruleset, error) { return build(d, c) }
 
 func build(d *Dump, cache *Cache) (*ruleset.Ruleset, error) {
-	b, err := newBuilder(d, cache)
+	b, err := newBuilder(d, cache, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -43,6 +43,7 @@ func build(d *Dump, cache *Cache) (*ruleset.Ruleset, error) {
 		if err != nil {
 			return nil, err
 		}
+		b.dropSets()
 		if err := b.add(r); err != nil {
 			return nil, err
 		}
@@ -62,16 +63,102 @@ type builder struct {
 	tableHandles map[tableKey]uint64
 	chains       map[chainKey]*ruleset.Chain
 	bindings     map[chainKey]bool
-	sets         map[tableKey]map[string]*setInfo
-	setOrder     []*setInfo
+	sets         map[tableKey]map[string]*setSrc
+	setOrder     []*setSrc
+	// With a memo (State.Build): shared marks the chains taken from the last model,
+	// which must not be changed; chainAt is where each chain is in its table's list;
+	// chainMsgs are the messages the chains were made from.
+	memo      *buildMemo
+	shared    map[chainKey]bool
+	chainAt   map[chainKey]int
+	chainMsgs map[chainKey]*byte
+	ids       map[chainKey]*chainKey // see chainID
+	// err is the first error of parsing a set or its elements on use (set); loaded are
+	// the anonymous sets parsed since the last dropSets.
+	err    error
+	loaded []*setSrc
+	// strict makes a rule that refers to an unknown set an error (State.Build: the
+	// State does not keep the anonymous sets of rendered rules).
+	strict bool
 }
 
-func newBuilder(d *Dump, cache *Cache) (*builder, error) {
+// setSrc is a set of the dump, parsed when first needed (set): a ruleset with tens of
+// thousands of anonymous sets has each parsed only while its rule is rendered.
+type setSrc struct {
+	msg      Msg
+	elems    []Msg
+	hasElems bool
+	fam      byte
+	table    string
+	anon     bool
+	s        *setInfo // once parsed
+}
+
+// set returns the set name of table (fam, table), parsed, or nil when there is none.
+func (b *builder) set(fam byte, table, name string) *setInfo {
+	src := b.sets[tableKey{fam, table}][name]
+	if src == nil {
+		if b.strict && b.err == nil {
+			b.err = fmt.Errorf("%w: a rule refers to set %s %s %s, which is not known",
+				ErrNotIncremental, FamilyName(fam), table, name)
+		}
+		return nil
+	}
+	return b.parsed(src)
+}
+
+func (b *builder) parsed(src *setSrc) *setInfo {
+	if src.s != nil {
+		return src.s
+	}
+	s, err := b.memo.set(src.msg)
+	if err != nil {
+		if b.err == nil {
+			b.err = err
+		}
+		return nil
+	}
+	if src.hasElems {
+		msgs := src.elems
+		s.load = func() []elem {
+			els, err := b.memo.elements(msgs)
+			if err != nil && b.err == nil {
+				b.err = fmt.Errorf("set %s %s: %w", s.table, s.name, err)
+			}
+			return els
+		}
+	}
+	src.s = s
+	if src.anon {
+		b.loaded = append(b.loaded, src)
+	}
+	return s
+}
+
+// dropSets forgets the parsed anonymous sets: a read renders each anonymous set with its
+// one rule (the kernel binds an anonymous set to one rule) and need not hold them all;
+// should another rule refer to one, it is parsed again.
+func (b *builder) dropSets() {
+	for _, src := range b.loaded {
+		src.s = nil
+	}
+	clear(b.loaded)
+	b.loaded = b.loaded[:0]
+}
+
+// newBuilder starts a build of d; memo, when set, lends what the last build of the same
+// State made of messages that did not change.
+func newBuilder(d *Dump, cache *Cache, memo *buildMemo) (*builder, error) {
 	b := &builder{
 		e: &env{ifnames: d.Ifnames}, cache: cache, rs: &ruleset.Ruleset{},
 		tables: map[tableKey]*ruleset.Table{}, tableHandles: map[tableKey]uint64{},
 		chains: map[chainKey]*ruleset.Chain{}, bindings: map[chainKey]bool{},
-		sets: map[tableKey]map[string]*setInfo{},
+		sets: map[tableKey]map[string]*setSrc{}, memo: memo,
+	}
+	if memo != nil {
+		memo.begin()
+		b.shared, b.chainAt = map[chainKey]bool{}, map[chainKey]int{}
+		b.chainMsgs = map[chainKey]*byte{}
 	}
 	for _, m := range d.Tables {
 		t, h, err := parseTable(m)
@@ -84,7 +171,7 @@ func newBuilder(d *Dump, cache *Cache) (*builder, error) {
 	}
 	cache.begin(d.Ifnames)
 	for _, m := range d.Chains {
-		tname, c, binding, err := parseChain(m)
+		tname, c, binding, shared, err := memo.chain(m)
 		if err != nil {
 			return nil, err
 		}
@@ -94,34 +181,42 @@ func newBuilder(d *Dump, cache *Cache) (*builder, error) {
 		}
 		k := chainKey{m.Family(), tname, c.Name}
 		b.chains[k] = c
+		if memo != nil {
+			b.chainMsgs[k] = msgKey(m)
+			if shared {
+				b.shared[k] = true
+			}
+		}
 		if binding {
 			b.bindings[k] = true
 			continue
 		}
+		if memo != nil {
+			b.chainAt[k] = len(t.Chains)
+		}
 		t.Chains = append(t.Chains, c)
 	}
 	for _, m := range d.Sets {
-		s, err := parseSet(m)
+		if len(m) < 4 {
+			return nil, fmt.Errorf("set: %w", errShort)
+		}
+		a, err := parseAttrs(m[4:])
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("set: %w", err)
 		}
-		k := tableKey{s.family, s.table}
+		src := &setSrc{msg: m, fam: m.Family(), table: a.str(nftaSetTable),
+			anon: a.u32(nftaSetFlags)&setFlagAnonymous != 0}
+		k := tableKey{src.fam, src.table}
 		if b.sets[k] == nil {
-			b.sets[k] = map[string]*setInfo{}
+			b.sets[k] = map[string]*setSrc{}
 		}
-		b.sets[k][s.name] = s
-		b.setOrder = append(b.setOrder, s)
+		b.sets[k][a.str(nftaSetName)] = src
+		b.setOrder = append(b.setOrder, src)
 	}
 	for _, se := range d.Elements {
-		s := b.sets[tableKey{se.Family, se.Table}][se.Set]
-		if s == nil {
-			continue
+		if src := b.sets[tableKey{se.Family, se.Table}][se.Set]; src != nil {
+			src.elems, src.hasElems = se.Msgs, true
 		}
-		els, err := parseElems(se.Msgs)
-		if err != nil {
-			return nil, fmt.Errorf("set %s %s: %w", se.Table, se.Set, err)
-		}
-		s.elems = els
 	}
 	for _, m := range d.Objects {
 		tname, o, err := parseObject(m, b.e)
@@ -158,54 +253,108 @@ func (b *builder) table(fam byte, name string) (*ruleset.Table, error) {
 
 // render renders rule message m, or takes it from the cache.
 func (b *builder) render(m Msg) (*cachedRule, error) {
-	return b.cache.rule(m, b.tableHandles, func() (ruleOut, error) {
-		out, err := b.e.rule(m, func(table string) map[string]*setInfo {
-			return b.sets[tableKey{m.Family(), table}]
+	return b.cache.rule(m, b.tableHandles, func() (*cachedRule, error) {
+		out, err := b.e.rule(m, func(table, name string) *setInfo {
+			return b.set(m.Family(), table, name)
 		})
-		// The names of the table and chain are those of their own messages, shared by
-		// every rule in them rather than a copy per rule.
-		if t, ok := b.tables[tableKey{m.Family(), out.table}]; ok {
-			out.table = t.Name
+		if err == nil {
+			err = b.err
 		}
-		if c, ok := b.chains[chainKey{m.Family(), out.table, out.chain}]; ok {
-			out.chain = c.Name
+		if err != nil {
+			return nil, err
 		}
-		return out, err
+		return newCachedRule(b.chainID(chainKey{m.Family(), out.table, out.chain}), out), nil
 	})
+}
+
+// chainID returns the chain key every rule of chain k shares.
+func (b *builder) chainID(k chainKey) *chainKey {
+	if id, ok := b.ids[k]; ok {
+		return id
+	}
+	if b.ids == nil {
+		b.ids = map[chainKey]*chainKey{}
+	}
+	id := &k
+	b.ids[k] = id
+	return id
 }
 
 // add places a rendered rule at the end of its chain.
 func (b *builder) add(r *cachedRule) error {
-	for _, name := range r.dynTargets {
-		if s := b.sets[tableKey{r.fam, r.table}][name]; s != nil {
-			s.dynTarget = true
-		}
-	}
-	c, ok := b.chains[chainKey{r.fam, r.table, r.chain}]
+	b.dynTargets(r)
+	c, ok := b.chains[*r.at]
 	if !ok {
 		return fmt.Errorf("%w: rule in unknown chain %s %s %s", ErrMalformed,
-			FamilyName(r.fam), r.table, r.chain)
+			FamilyName(r.at.fam), r.at.table, r.at.chain)
 	}
 	c.Rules = append(c.Rules, r.rule)
 	return nil
+}
+
+// dynTargets marks the sets rule r fills as dynamic.
+func (b *builder) dynTargets(r *cachedRule) {
+	if r.dynTargets == nil {
+		return
+	}
+	for _, name := range *r.dynTargets {
+		if s := b.set(r.at.fam, r.at.table, name); s != nil {
+			s.dynTarget = true
+		}
+	}
 }
 
 // finish completes the model once every rule was added.
 func (b *builder) finish() (*ruleset.Ruleset, error) {
 	inlineBindings(b.rs, b.chains, b.bindings)
 	// Named sets come last: whether a set is dynamic depends on the rules that update it.
-	for _, s := range b.setOrder {
-		if s.isAnonymous() {
+	for _, src := range b.setOrder {
+		if src.anon {
 			continue
 		}
-		t, err := b.table(s.family, s.table)
+		t, err := b.table(src.fam, src.table)
 		if err != nil {
 			return nil, err
 		}
-		t.Sets = append(t.Sets, b.e.safeNamedSet(s))
+		s := b.parsed(src)
+		if b.err != nil {
+			return nil, b.err
+		}
+		t.Sets = append(t.Sets, b.namedSet(src, s))
 	}
 	b.rs.Sort()
+	if m := b.memo; m != nil {
+		for k, p := range b.chainMsgs {
+			m.nextChains[p] = &chainMemo{table: k.table, binding: b.bindings[k], chain: b.chains[k]}
+		}
+		m.end()
+	}
 	return b.rs, nil
+}
+
+// namedSet renders a named set, or takes it from the memo.
+func (b *builder) namedSet(src *setSrc, s *setInfo) *ruleset.Set {
+	if b.memo == nil || msgKey(src.msg) == nil {
+		return b.e.safeNamedSet(s)
+	}
+	k := namedKey{set: msgKey(src.msg), elems: keyOfElems(src.elems), dyn: s.dynTarget}
+	if out, ok := b.memo.named[k]; ok {
+		b.memo.nextNamed[k] = out
+		return out
+	}
+	out := b.e.safeNamedSet(s)
+	b.memo.nextNamed[k] = out
+	return out
+}
+
+// replaceChain puts c in the place of the chain k names (State.Build, for a chain taken
+// from the last model whose rules changed).
+func (b *builder) replaceChain(k chainKey, c *ruleset.Chain) {
+	b.chains[k] = c
+	delete(b.shared, k)
+	if i, ok := b.chainAt[k]; ok {
+		b.tables[tableKey{k.fam, k.table}].Chains[i] = c
+	}
 }
 
 func parseTable(m Msg) (*ruleset.Table, uint64, error) {
@@ -348,7 +497,8 @@ func inlineBindings(rs *ruleset.Ruleset, chains map[chainKey]*ruleset.Chain,
 	}
 	for _, t := range rs.Tables {
 		fam := famOf[t.Family]
-		for _, c := range t.Chains {
+		for ci, c := range t.Chains {
+			copied := false
 			for ri, r := range c.Rules {
 				for _, verb := range []string{" jump ", " goto "} {
 					i := strings.Index(" "+r.Text, verb+"__chain")
@@ -374,6 +524,13 @@ func inlineBindings(rs *ruleset.Ruleset, chains map[chainKey]*ruleset.Chain,
 						nr.Undecoded += br.Undecoded
 					}
 					nr.Text = r.Text[:start] + "{ " + strings.Join(body, "; ") + " }" + r.Text[end:]
+					if !copied {
+						// So is the chain, which may come from an earlier model.
+						nc := *c
+						nc.Rules = slices.Clone(c.Rules)
+						t.Chains[ci], c, copied = &nc, &nc, true
+						chains[chainKey{fam, t.Name, c.Name}] = c
+					}
 					c.Rules[ri] = &nr
 					r = &nr
 				}
@@ -421,7 +578,7 @@ func (e *env) safeNamedSet(s *setInfo) (out *ruleset.Set) {
 		if v := recover(); v != nil {
 			renderPanicked(v)
 			out = &ruleset.Set{Name: s.name, Map: s.isMap(), Spec: []string{"type " + typeNames(s.keyType)}}
-			for _, el := range s.elems {
+			for _, el := range s.elements() {
 				out.Elements = append(out.Elements, "[elem "+hexText(el.key)+" "+hexText(el.keyEnd)+" "+
 					hexText(el.data)+"]")
 			}

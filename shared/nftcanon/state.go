@@ -1,8 +1,10 @@
 package nftcanon
 
 import (
+	"fmt"
 	"hash/maphash"
 	"maps"
+	"slices"
 
 	"github.com/fenceline/fenceline/shared/ruleset"
 )
@@ -20,6 +22,7 @@ type State struct {
 	// pending holds the messages of rules that Apply placed and Build has not rendered
 	// yet (rendering needs the generation's sets, which may come after the rule).
 	pending map[*cachedRule]Msg
+	memo    buildMemo // of the last Build
 }
 
 // stateSeed seeds the rule sums of every State, so that a read can take rules rendered
@@ -42,15 +45,11 @@ func NewStateRead(d *Dump, prev *State) (*StateRead, error) {
 	c := newKeyCache()
 	if prev != nil && maps.Equal(prev.d.Ifnames, d.Ifnames) {
 		c.ifnames = maps.Clone(d.Ifnames)
-		for _, r := range prev.rules {
-			if r.rule != nil && r.key.table != 0 && r.key.rule != 0 {
-				c.rules[r.key] = r
-			}
-		}
+		c.seq = prev.rules
 	}
 	st := &State{d: *d}
 	st.d.Rules, st.d.idx = nil, nil
-	b, err := newBuilder(&st.d, c)
+	b, err := newBuilder(&st.d, c, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -63,6 +62,7 @@ func (r *StateRead) Rule(m Msg) error {
 	if err != nil {
 		return err
 	}
+	r.b.dropSets()
 	if err := r.b.add(cr); err != nil {
 		return err
 	}
@@ -78,7 +78,37 @@ func (r *StateRead) Finish() (*State, *ruleset.Ruleset, error) {
 	}
 	st := r.st
 	r.st, r.b = nil, nil
+	st.dropAnonymous()
 	return st, rs, nil
+}
+
+// dropAnonymous forgets the anonymous constant sets and their elements once their rules
+// are rendered: they are printed inside their rule, and the kernel binds each to the one
+// rule it was made with, so no later rule can refer to one (a new rule comes with its
+// own, in the same generation). Deleting one (with its rule) finds nothing to delete.
+func (st *State) dropAnonymous() {
+	const anonConst = setFlagAnonymous | setFlagConstant
+	type name struct {
+		fam        byte
+		table, set string
+	}
+	gone := map[name]bool{}
+	st.d.Sets = slices.DeleteFunc(st.d.Sets, func(m Msg) bool {
+		a, err := msgAttrs(m)
+		if err != nil || a.u32(nftaSetFlags)&anonConst != anonConst {
+			return false
+		}
+		gone[name{m.Family(), a.str(nftaSetTable), a.str(nftaSetName)}] = true
+		return true
+	})
+	if len(gone) == 0 {
+		return
+	}
+	st.d.Elements = slices.DeleteFunc(st.d.Elements, func(se SetElems) bool {
+		return gone[name{se.Family, se.Table, se.Set}]
+	})
+	st.d.Sets = slices.Clip(st.d.Sets)
+	st.d.Elements = slices.Clip(st.d.Elements)
 }
 
 // RuleCount reports how many rules the State holds.
@@ -91,25 +121,84 @@ func (st *State) Apply(updates []Update) error {
 }
 
 // Build makes the model of the State, rendering the rules Apply placed since the last
-// Build. On error st is in an undefined state and must be replaced by a full read.
+// Build. What the last Build made of the chains and sets a generation did not touch is
+// used as it is: those chains and sets are the very objects of the last model. On error
+// st is in an undefined state and must be replaced by a full read.
 func (st *State) Build() (*ruleset.Ruleset, error) {
-	b, err := newBuilder(&st.d, newKeyCache())
+	b, err := newBuilder(&st.d, newKeyCache(), &st.memo)
 	if err != nil {
 		return nil, err
 	}
+	b.strict = true
 	for i, cr := range st.rules {
 		if m, ok := st.pending[cr]; ok {
-			if cr, err = b.render(m); err != nil {
+			r, err := b.render(m)
+			if err != nil {
 				return nil, err
 			}
-			st.rules[i] = cr
-		}
-		if err := b.add(cr); err != nil {
-			return nil, err
+			b.dropSets()
+			st.rules[i] = r
 		}
 	}
 	st.pending = nil
+	st.dropAnonymous()
+	// A chain's rules are one run of st.rules (Apply inserts next to a neighbour or at
+	// the end); a chain of the last model stays when its run holds the same rules.
+	done := map[chainKey]bool{}
+	for i := 0; i < len(st.rules); {
+		r := st.rules[i]
+		k := *r.at
+		j := i
+		for j < len(st.rules) && (st.rules[j].at == r.at || *st.rules[j].at == k) {
+			b.dynTargets(st.rules[j])
+			j++
+		}
+		run := st.rules[i:j]
+		i = j
+		c, ok := b.chains[k]
+		if !ok {
+			return nil, fmt.Errorf("%w: rule in unknown chain %s %s %s", ErrMalformed,
+				FamilyName(k.fam), k.table, k.chain)
+		}
+		if b.shared[k] {
+			if !done[k] && sameRules(c.Rules, run) {
+				done[k] = true
+				continue
+			}
+			nc := *c
+			nc.Rules = nil
+			if done[k] {
+				nc.Rules = slices.Clone(c.Rules)
+			}
+			c = &nc
+			b.replaceChain(k, c)
+		}
+		done[k] = true
+		for _, r := range run {
+			c.Rules = append(c.Rules, r.rule)
+		}
+	}
+	// Chains of the last model that lost all their rules.
+	for k := range b.shared {
+		if !done[k] && len(b.chains[k].Rules) > 0 {
+			nc := *b.chains[k]
+			nc.Rules = nil
+			b.replaceChain(k, &nc)
+		}
+	}
 	return b.finish()
+}
+
+func sameRules(rules []*ruleset.Rule, run []*cachedRule) bool {
+	if len(rules) != len(run) {
+		return false
+	}
+	for i, r := range run {
+		if rules[i] != r.rule {
+			return false
+		}
+	}
+	return true
 }
 
 // stateRules is the ruleList of a State.
@@ -119,11 +208,11 @@ func (s *stateRules) len() int { return len(s.rules) }
 
 func (s *stateRules) key(i int) ruleKey {
 	r := s.rules[i]
-	return ruleKey{fam: r.fam, table: r.table, chain: r.chain, handle: r.key.rule}
+	return ruleKey{fam: r.at.fam, table: r.at.table, chain: r.at.chain, handle: r.key.rule}
 }
 
 func (s *stateRules) insert(i int, k ruleKey, u Update) {
-	r := &cachedRule{fam: k.fam, table: k.table, chain: k.chain, key: cacheKey{rule: k.handle}}
+	r := &cachedRule{at: &chainKey{k.fam, k.table, k.chain}, key: cacheKey{rule: k.handle}}
 	if s.pending == nil {
 		s.pending = map[*cachedRule]Msg{}
 	}

@@ -22,6 +22,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/fenceline/fenceline/agent"
 	"github.com/fenceline/fenceline/agent/nft"
 	"github.com/fenceline/fenceline/scripts/lab"
 	"github.com/fenceline/fenceline/shared/nftcanon"
@@ -150,6 +151,7 @@ type childResult struct {
 
 // child reads the namespace once, as the agent does, and prints what it measured.
 func child(ns string) error {
+	agent.TuneGC() // as fenceline-agent runs
 	r, err := nft.Open(ns)
 	if err != nil {
 		return err
