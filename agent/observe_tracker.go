@@ -169,15 +169,17 @@ func undecodedRules(rs *ruleset.Ruleset) (rules, exprs int) {
 // digestMemo remembers the digest of the last ruleset it hashed: a generation's state is
 // compared with the last report and then reported, and hashing a big ruleset twice was a
 // good part of the detection latency. Rulesets are not modified once built, so the
-// pointer identifies the state.
+// pointer identifies the state. Successive states share the chains and sets a generation
+// did not touch (nftcanon.State.Build), whose digests the cache remembers.
 type digestMemo struct {
-	rs  *ruleset.Ruleset
-	sum string
+	rs    *ruleset.Ruleset
+	sum   string
+	cache ruleset.DigestCache
 }
 
 func (m *digestMemo) of(rs *ruleset.Ruleset) string {
 	if rs != m.rs || m.sum == "" {
-		m.rs, m.sum = rs, rs.Digest().String()
+		m.rs, m.sum = rs, rs.DigestCached(&m.cache).String()
 	}
 	return m.sum
 }

@@ -359,6 +359,9 @@ func TestStateBuildShares(t *testing.T) {
 			if m3.Text() != want.Text() || m3.Digest() != want.Digest() {
 				t.Fatalf("state after a deletion differs:\n%v", ruleset.Diff(want, m3))
 			}
+			if st.quick == 0 {
+				t.Error("no build patched the last model")
+			}
 			if n, same := shared(m2, m3); same != n-1 {
 				t.Errorf("%d of %d chains shared after one rule's deletion, want %d", same, n, n-1)
 			}

@@ -65,14 +65,10 @@ type builder struct {
 	bindings     map[chainKey]bool
 	sets         map[tableKey]map[string]*setSrc
 	setOrder     []*setSrc
-	// With a memo (State.Build): shared marks the chains taken from the last model,
-	// which must not be changed; chainAt is where each chain is in its table's list;
-	// chainMsgs are the messages the chains were made from.
-	memo      *buildMemo
-	shared    map[chainKey]bool
-	chainAt   map[chainKey]int
-	chainMsgs map[chainKey]*byte
-	ids       map[chainKey]*chainKey // see chainID
+	// With a memo (State.Build): what the build knows of each chain, besides chains.
+	memo  *buildMemo
+	infos map[chainKey]*chainInfo
+	ids   map[chainKey]*chainKey // see chainID
 	// err is the first error of parsing a set or its elements on use (set); loaded are
 	// the anonymous sets parsed since the last dropSets.
 	err    error
@@ -80,6 +76,16 @@ type builder struct {
 	// strict makes a rule that refers to an unknown set an error (State.Build: the
 	// State does not keep the anonymous sets of rendered rules).
 	strict bool
+}
+
+// chainInfo is what State.Build knows of a chain: the message it was made from, where
+// it is in its table's list (-1 for a binding chain), whether it is the chain of the
+// last model (which must not be changed), and whether its rules were placed.
+type chainInfo struct {
+	msg    *byte
+	at     int
+	shared bool
+	done   bool
 }
 
 // setSrc is a set of the dump, parsed when first needed (set): a ruleset with tens of
@@ -121,7 +127,7 @@ func (b *builder) parsed(src *setSrc) *setInfo {
 	if src.hasElems {
 		msgs := src.elems
 		s.load = func() []elem {
-			els, err := b.memo.elements(msgs)
+			els, err := b.memo.elements(msgs, src.anon)
 			if err != nil && b.err == nil {
 				b.err = fmt.Errorf("set %s %s: %w", s.table, s.name, err)
 			}
@@ -157,8 +163,8 @@ func newBuilder(d *Dump, cache *Cache, memo *buildMemo) (*builder, error) {
 	}
 	if memo != nil {
 		memo.begin()
-		b.shared, b.chainAt = map[chainKey]bool{}, map[chainKey]int{}
-		b.chainMsgs = map[chainKey]*byte{}
+		b.infos = make(map[chainKey]*chainInfo, len(d.Chains))
+		b.chains = make(map[chainKey]*ruleset.Chain, len(d.Chains))
 	}
 	for _, m := range d.Tables {
 		t, h, err := parseTable(m)
@@ -182,41 +188,20 @@ func newBuilder(d *Dump, cache *Cache, memo *buildMemo) (*builder, error) {
 		k := chainKey{m.Family(), tname, c.Name}
 		b.chains[k] = c
 		if memo != nil {
-			b.chainMsgs[k] = msgKey(m)
-			if shared {
-				b.shared[k] = true
+			info := &chainInfo{msg: msgKey(m), at: -1, shared: shared}
+			if !binding {
+				info.at = len(t.Chains)
 			}
+			b.infos[k] = info
 		}
 		if binding {
 			b.bindings[k] = true
 			continue
 		}
-		if memo != nil {
-			b.chainAt[k] = len(t.Chains)
-		}
 		t.Chains = append(t.Chains, c)
 	}
-	for _, m := range d.Sets {
-		if len(m) < 4 {
-			return nil, fmt.Errorf("set: %w", errShort)
-		}
-		a, err := parseAttrs(m[4:])
-		if err != nil {
-			return nil, fmt.Errorf("set: %w", err)
-		}
-		src := &setSrc{msg: m, fam: m.Family(), table: a.str(nftaSetTable),
-			anon: a.u32(nftaSetFlags)&setFlagAnonymous != 0}
-		k := tableKey{src.fam, src.table}
-		if b.sets[k] == nil {
-			b.sets[k] = map[string]*setSrc{}
-		}
-		b.sets[k][a.str(nftaSetName)] = src
-		b.setOrder = append(b.setOrder, src)
-	}
-	for _, se := range d.Elements {
-		if src := b.sets[tableKey{se.Family, se.Table}][se.Set]; src != nil {
-			src.elems, src.hasElems = se.Msgs, true
-		}
+	if err := b.addSets(d); err != nil {
+		return nil, err
 	}
 	for _, m := range d.Objects {
 		tname, o, err := parseObject(m, b.e)
@@ -239,6 +224,56 @@ func newBuilder(d *Dump, cache *Cache, memo *buildMemo) (*builder, error) {
 			return nil, err
 		}
 		t.Flowtables = append(t.Flowtables, f)
+	}
+	return b, nil
+}
+
+// addSets takes note of d's sets and their elements, to be parsed when needed (set).
+func (b *builder) addSets(d *Dump) error {
+	for _, m := range d.Sets {
+		if len(m) < 4 {
+			return fmt.Errorf("set: %w", errShort)
+		}
+		a, err := parseAttrs(m[4:])
+		if err != nil {
+			return fmt.Errorf("set: %w", err)
+		}
+		src := &setSrc{msg: m, fam: m.Family(), table: a.str(nftaSetTable),
+			anon: a.u32(nftaSetFlags)&setFlagAnonymous != 0}
+		k := tableKey{src.fam, src.table}
+		if b.sets[k] == nil {
+			b.sets[k] = map[string]*setSrc{}
+		}
+		b.sets[k][a.str(nftaSetName)] = src
+		b.setOrder = append(b.setOrder, src)
+	}
+	for _, se := range d.Elements {
+		if src := b.sets[tableKey{se.Family, se.Table}][se.Set]; src != nil {
+			src.elems, src.hasElems = se.Msgs, true
+		}
+	}
+	return nil
+}
+
+// newRenderer starts a builder that only renders rules (State.quickBuild): tables and
+// sets, nothing else; unknown sets are errors, as in State.Build.
+func newRenderer(d *Dump) (*builder, error) {
+	b := &builder{
+		e: &env{ifnames: d.Ifnames}, cache: newKeyCache(), rs: &ruleset.Ruleset{},
+		tables: map[tableKey]*ruleset.Table{}, tableHandles: map[tableKey]uint64{},
+		sets: map[tableKey]map[string]*setSrc{}, strict: true,
+	}
+	for _, m := range d.Tables {
+		t, h, err := parseTable(m)
+		if err != nil {
+			return nil, err
+		}
+		b.tables[tableKey{m.Family(), t.Name}] = t
+		b.tableHandles[tableKey{m.Family(), t.Name}] = h
+	}
+	b.cache.begin(d.Ifnames)
+	if err := b.addSets(d); err != nil {
+		return nil, err
 	}
 	return b, nil
 }
@@ -324,8 +359,9 @@ func (b *builder) finish() (*ruleset.Ruleset, error) {
 	}
 	b.rs.Sort()
 	if m := b.memo; m != nil {
-		for k, p := range b.chainMsgs {
-			m.nextChains[p] = &chainMemo{table: k.table, binding: b.bindings[k], chain: b.chains[k]}
+		for k, info := range b.infos {
+			m.nextChains[info.msg] = &chainMemo{table: k.table, binding: info.at < 0,
+				chain: b.chains[k]}
 		}
 		m.end()
 	}
@@ -351,9 +387,10 @@ func (b *builder) namedSet(src *setSrc, s *setInfo) *ruleset.Set {
 // from the last model whose rules changed).
 func (b *builder) replaceChain(k chainKey, c *ruleset.Chain) {
 	b.chains[k] = c
-	delete(b.shared, k)
-	if i, ok := b.chainAt[k]; ok {
-		b.tables[tableKey{k.fam, k.table}].Chains[i] = c
+	info := b.infos[k]
+	info.shared = false
+	if info.at >= 0 {
+		b.tables[tableKey{k.fam, k.table}].Chains[info.at] = c
 	}
 }
 

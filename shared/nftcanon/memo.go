@@ -95,7 +95,8 @@ func (m *buildMemo) set(msg Msg) (*setInfo, error) {
 		}
 	}
 	s, err := parseSet(msg)
-	if err != nil || m == nil || msgKey(msg) == nil {
+	// Anonymous sets are not kept (State.dropAnonymous).
+	if err != nil || m == nil || msgKey(msg) == nil || s.isAnonymous() {
 		return s, err
 	}
 	c := *s
@@ -103,9 +104,13 @@ func (m *buildMemo) set(msg Msg) (*setInfo, error) {
 	return s, nil
 }
 
-// elements returns the parsed elements of msgs; they are shared and never modified.
-func (m *buildMemo) elements(msgs []Msg) ([]elem, error) {
+// elements returns the parsed elements of msgs; they are shared and never modified. The
+// elements of anonymous sets (anon) are not kept.
+func (m *buildMemo) elements(msgs []Msg, anon bool) ([]elem, error) {
 	k := keyOfElems(msgs)
+	if anon {
+		return parseElems(msgs)
+	}
 	if m != nil && k.p != nil {
 		if els, ok := m.elems[k]; ok {
 			m.nextElems[k] = els

@@ -5,6 +5,7 @@ import (
 	"hash/maphash"
 	"maps"
 	"slices"
+	"strings"
 
 	"github.com/fenceline/fenceline/shared/ruleset"
 )
@@ -23,6 +24,13 @@ type State struct {
 	// yet (rendering needs the generation's sets, which may come after the rule).
 	pending map[*cachedRule]Msg
 	memo    buildMemo // of the last Build
+	// last is the model of the last Build (or of the read), dirty the chains whose
+	// rules Apply changed since, and structural whether it changed anything else: when
+	// not, Build patches last (see quickBuild).
+	last       *ruleset.Ruleset
+	dirty      map[chainKey]bool
+	structural bool
+	quick      int // builds quickBuild made, for tests
 }
 
 // stateSeed seeds the rule sums of every State, so that a read can take rules rendered
@@ -49,7 +57,8 @@ func NewStateRead(d *Dump, prev *State) (*StateRead, error) {
 	}
 	st := &State{d: *d}
 	st.d.Rules, st.d.idx = nil, nil
-	b, err := newBuilder(&st.d, c, nil)
+	// The memo learns the chains and named sets of the read, for the first Build.
+	b, err := newBuilder(&st.d, c, &st.memo)
 	if err != nil {
 		return nil, err
 	}
@@ -79,6 +88,7 @@ func (r *StateRead) Finish() (*State, *ruleset.Ruleset, error) {
 	st := r.st
 	r.st, r.b = nil, nil
 	st.dropAnonymous()
+	st.last = rs
 	return st, rs, nil
 }
 
@@ -117,6 +127,20 @@ func (st *State) RuleCount() int { return len(st.rules) }
 // Apply applies the messages of one committed generation, as Dump.Apply does. On error
 // st is in an undefined state and must be replaced by a full read.
 func (st *State) Apply(updates []Update) error {
+	if st.dirty == nil {
+		st.dirty = map[chainKey]bool{}
+	}
+	for _, u := range updates {
+		if u.Type != MsgNewRule && u.Type != MsgDelRule {
+			st.structural = true
+			continue
+		}
+		a, err := msgAttrs(u.Msg)
+		if err != nil {
+			return err
+		}
+		st.dirty[chainKey{u.Msg.Family(), a.str(nftaRuleTable), a.str(nftaRuleChain)}] = true
+	}
 	return (&applier{d: &st.d, rules: (*stateRules)(st)}).run(updates)
 }
 
@@ -125,6 +149,100 @@ func (st *State) Apply(updates []Update) error {
 // used as it is: those chains and sets are the very objects of the last model. On error
 // st is in an undefined state and must be replaced by a full read.
 func (st *State) Build() (*ruleset.Ruleset, error) {
+	rs, ok, err := st.quickBuild()
+	if err != nil {
+		return nil, err
+	}
+	if ok {
+		st.quick++
+	} else if rs, err = st.fullBuild(); err != nil {
+		return nil, err
+	}
+	st.last, st.dirty, st.structural = rs, nil, false
+	return rs, nil
+}
+
+// quickBuild makes the model when the generations since the last Build changed only the
+// rules of some chains: the last model with those chains, and their tables, replaced by
+// new ones; everything else is shared. It reports false when it cannot (anything but
+// rules changed, a rule fills a set or jumps to an anonymous chain, a chain's rules are
+// not one run); fullBuild then makes the model.
+func (st *State) quickBuild() (*ruleset.Ruleset, bool, error) {
+	if st.last == nil || st.structural {
+		return nil, false, nil
+	}
+	var b *builder
+	for i, cr := range st.rules {
+		m, ok := st.pending[cr]
+		if !ok {
+			continue
+		}
+		if b == nil {
+			var err error
+			if b, err = newRenderer(&st.d); err != nil {
+				return nil, false, err
+			}
+		}
+		r, err := b.render(m)
+		if err != nil {
+			return nil, false, err
+		}
+		b.dropSets()
+		st.rules[i] = r
+		delete(st.pending, cr)
+	}
+	runs := map[chainKey][]*ruleset.Rule{}
+	for i := 0; i < len(st.rules); {
+		r := st.rules[i]
+		k := *r.at
+		j := i
+		for j < len(st.rules) && (st.rules[j].at == r.at || *st.rules[j].at == k) {
+			j++
+		}
+		if st.dirty[k] {
+			if _, seen := runs[k]; seen {
+				return nil, false, nil
+			}
+			list := make([]*ruleset.Rule, 0, j-i)
+			for _, x := range st.rules[i:j] {
+				if x.dynTargets != nil || strings.Contains(x.rule.Text, "__chain") {
+					return nil, false, nil
+				}
+				list = append(list, x.rule)
+			}
+			runs[k] = list
+		}
+		i = j
+	}
+	rs := &ruleset.Ruleset{Tables: slices.Clone(st.last.Tables)}
+	for k := range st.dirty {
+		ti := slices.IndexFunc(rs.Tables, func(t *ruleset.Table) bool {
+			return t.Family == FamilyName(k.fam) && t.Name == k.table
+		})
+		if ti < 0 {
+			return nil, false, nil
+		}
+		t := rs.Tables[ti]
+		ci := slices.IndexFunc(t.Chains, func(c *ruleset.Chain) bool { return c.Name == k.chain })
+		if ci < 0 {
+			return nil, false, nil // a binding chain, or not known
+		}
+		if t == st.last.Tables[ti] {
+			nt := *t
+			nt.Chains = slices.Clone(t.Chains)
+			t = &nt
+			rs.Tables[ti] = t
+		}
+		nc := *t.Chains[ci]
+		nc.Rules = runs[k]
+		t.Chains[ci] = &nc
+	}
+	return rs, true, nil
+}
+
+// fullBuild makes the model from the State's messages and rules, with what the memo
+// knows of those that did not change.
+func (st *State) fullBuild() (*ruleset.Ruleset, error) {
 	b, err := newBuilder(&st.d, newKeyCache(), &st.memo)
 	if err != nil {
 		return nil, err
@@ -144,7 +262,6 @@ func (st *State) Build() (*ruleset.Ruleset, error) {
 	st.dropAnonymous()
 	// A chain's rules are one run of st.rules (Apply inserts next to a neighbour or at
 	// the end); a chain of the last model stays when its run holds the same rules.
-	done := map[chainKey]bool{}
 	for i := 0; i < len(st.rules); {
 		r := st.rules[i]
 		k := *r.at
@@ -160,27 +277,28 @@ func (st *State) Build() (*ruleset.Ruleset, error) {
 			return nil, fmt.Errorf("%w: rule in unknown chain %s %s %s", ErrMalformed,
 				FamilyName(k.fam), k.table, k.chain)
 		}
-		if b.shared[k] {
-			if !done[k] && sameRules(c.Rules, run) {
-				done[k] = true
+		info := b.infos[k]
+		if info.shared {
+			if !info.done && sameRules(c.Rules, run) {
+				info.done = true
 				continue
 			}
 			nc := *c
 			nc.Rules = nil
-			if done[k] {
+			if info.done {
 				nc.Rules = slices.Clone(c.Rules)
 			}
 			c = &nc
 			b.replaceChain(k, c)
 		}
-		done[k] = true
+		info.done = true
 		for _, r := range run {
 			c.Rules = append(c.Rules, r.rule)
 		}
 	}
 	// Chains of the last model that lost all their rules.
-	for k := range b.shared {
-		if !done[k] && len(b.chains[k].Rules) > 0 {
+	for k, info := range b.infos {
+		if info.shared && !info.done && len(b.chains[k].Rules) > 0 {
 			nc := *b.chains[k]
 			nc.Rules = nil
 			b.replaceChain(k, &nc)
@@ -225,6 +343,9 @@ func (s *stateRules) drop(drop func(ruleKey) bool) bool {
 	for i, r := range s.rules {
 		if drop(s.key(i)) {
 			delete(s.pending, r)
+			if r.dynTargets != nil {
+				s.structural = true // a set may no longer be filled by any rule
+			}
 			continue
 		}
 		s.rules[n] = r
