@@ -26,7 +26,6 @@ import (
 )
 
 func main() {
-	agent.TuneGC()
 	if err := newRoot().Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "fenceline-agent:", err)
 		os.Exit(1)

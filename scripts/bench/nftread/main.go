@@ -26,6 +26,7 @@ import (
 	"github.com/fenceline/fenceline/agent/nft"
 	"github.com/fenceline/fenceline/scripts/lab"
 	"github.com/fenceline/fenceline/shared/nftcanon"
+	"github.com/fenceline/fenceline/shared/ruleset"
 )
 
 func main() {
@@ -151,7 +152,6 @@ type childResult struct {
 
 // child reads the namespace once, as the agent does, and prints what it measured.
 func child(ns string) error {
-	agent.TuneGC() // as fenceline-agent runs
 	r, err := nft.Open(ns)
 	if err != nil {
 		return err
@@ -176,7 +176,9 @@ func child(ns string) error {
 		// ReadState renders rules as their dump arrives: the model is ready when the
 		// read ends, and the read's time includes the model's.
 		t0 := time.Now()
-		next, rs, _, err := r.ReadState(st)
+		var next *nftcanon.State
+		var rs *ruleset.Ruleset
+		agent.WithReadGC(func() { next, rs, _, err = r.ReadState(st) }) // as the agent reads
 		if err != nil {
 			return err
 		}
