@@ -83,8 +83,8 @@ add rule netdev fl_dev ingress ip saddr 192.0.2.7 drop`},
 }
 
 // TestApplyMatchesRead commits one transaction at a time and checks, after each, that
-// the generation's notified messages applied to the previous dump give exactly the
-// ruleset a full read gives.
+// the generation's notified messages applied to the previous dump, and to the previous
+// State (as the agent holds it), give exactly the ruleset a full read gives.
 func TestApplyMatchesRead(t *testing.T) {
 	requireKernel(t)
 	ns := newNS(t)
@@ -102,6 +102,10 @@ func TestApplyMatchesRead(t *testing.T) {
 	d, gen, err := r.ReadDump()
 	if err != nil {
 		t.Fatal(err)
+	}
+	state, _, sgen, err := r.ReadState(nil)
+	if err != nil || sgen != gen {
+		t.Fatalf("state read at generation %d (%v), dump at %d", sgen, err, gen)
 	}
 	cache := nftcanon.NewCache()
 	file := filepath.Join(t.TempDir(), "step.nft")
@@ -121,9 +125,16 @@ func TestApplyMatchesRead(t *testing.T) {
 			t.Fatalf("step %d: generation %d incomplete", i, gen)
 		}
 		err = d.Apply(n.Updates)
+		serr := state.Apply(n.Updates)
+		if (err == nil) != (serr == nil) {
+			t.Fatalf("step %d: apply to the dump: %v, to the state: %v", i, err, serr)
+		}
 		if errors.Is(err, nftcanon.ErrNotIncremental) && st.mayRefer {
 			t.Logf("step %d: %v (full read instead)", i, err)
 			if d, _, err = r.ReadDump(); err != nil {
+				t.Fatal(err)
+			}
+			if state, _, _, err = r.ReadState(state); err != nil {
 				t.Fatal(err)
 			}
 			continue
@@ -135,13 +146,22 @@ func TestApplyMatchesRead(t *testing.T) {
 		if err != nil {
 			t.Fatalf("step %d: build: %v", i, err)
 		}
-		if got.Digest() != want.Digest() {
-			t.Fatalf("step %d (%s): applied state differs from a read:\n%s\napplied:\n%s\nread:\n%s",
-				i, firstLine(st.cmds), ruleDiff(want, got), got.Text(), want.Text())
+		sgot, err := state.Build()
+		if err != nil {
+			t.Fatalf("step %d: build the state: %v", i, err)
 		}
-		if !sameRuleTexts(got, want) {
-			t.Fatalf("step %d: rule order differs:\napplied:\n%s\nread:\n%s", i, got.Text(),
-				want.Text())
+		for _, x := range []struct {
+			what string
+			got  *ruleset.Ruleset
+		}{{"dump", got}, {"state", sgot}} {
+			if x.got.Digest() != want.Digest() {
+				t.Fatalf("step %d (%s): applied %s differs from a read:\n%s\napplied:\n%s\nread:\n%s",
+					i, firstLine(st.cmds), x.what, ruleDiff(want, x.got), x.got.Text(), want.Text())
+			}
+			if !sameRuleTexts(x.got, want) {
+				t.Fatalf("step %d: rule order of the applied %s differs:\napplied:\n%s\nread:\n%s",
+					i, x.what, x.got.Text(), want.Text())
+			}
 		}
 	}
 	if cache.Hits() == 0 {

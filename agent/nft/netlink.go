@@ -65,6 +65,23 @@ func setRcvBuf(c *netlink.Conn, n int) error {
 // parts of a dump, or the single reply of a plain request. Payloads are copies.
 func request(c *netlink.Conn, msgType uint16, family byte, flags netlink.HeaderFlags,
 	data []byte) ([][]byte, error) {
+	var out [][]byte
+	err := requestEach(c, msgType, family, flags, data, func(p []byte) error {
+		out = append(out, append([]byte(nil), p...))
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// requestEach is request handing each payload to f as it arrives instead of collecting
+// them, so that a big dump need not be held whole. The payload is only valid during the
+// call (it lies in the receive buffer). An error from f ends the request; the socket
+// may then hold the rest of the answer, and withConn drops it.
+func requestEach(c *netlink.Conn, msgType uint16, family byte, flags netlink.HeaderFlags,
+	data []byte, f func([]byte) error) error {
 	body := make([]byte, 4, 4+len(data))
 	body[0] = family
 	body[1] = unix.NFNETLINK_V0
@@ -77,35 +94,34 @@ func request(c *netlink.Conn, msgType uint16, family byte, flags netlink.HeaderF
 		Data: body,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("send: %w", err)
+		return fmt.Errorf("send: %w", err)
 	}
 	rc, err := c.SyscallConn()
 	if err != nil {
-		return nil, err
+		return err
 	}
 	dump := flags&netlink.Dump != 0
 	bp := recvBufs.Get().(*[]byte)
 	defer recvBufs.Put(bp)
 	buf := *bp
-	var out [][]byte
 	interrupted := false
 	for {
 		n, err := recvInto(rc, buf)
 		if err != nil {
-			return nil, fmt.Errorf("receive: %w", err)
+			return fmt.Errorf("receive: %w", err)
 		}
-		done, err := parseInto(buf[:n], req.Header.Sequence, dump, &out, &interrupted)
+		done, err := parseInto(buf[:n], req.Header.Sequence, dump, f, &interrupted)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		if done {
 			break
 		}
 	}
 	if interrupted {
-		return nil, errDumpInterrupted
+		return errDumpInterrupted
 	}
-	return out, nil
+	return nil
 }
 
 // recvInto reads one datagram, waiting on the runtime poller.
@@ -133,9 +149,9 @@ const (
 	nlmFDumpIntr = 0x10
 )
 
-// parseInto appends the payloads of one datagram to out and reports whether the answer
-// is complete.
-func parseInto(b []byte, seq uint32, dump bool, out *[][]byte, intr *bool) (bool, error) {
+// parseInto hands the payloads of one datagram to f and reports whether the answer is
+// complete.
+func parseInto(b []byte, seq uint32, dump bool, f func([]byte) error, intr *bool) (bool, error) {
 	for len(b) >= nlmsgHdrLen {
 		l := int(binary.NativeEndian.Uint32(b))
 		typ := binary.NativeEndian.Uint16(b[4:])
@@ -170,7 +186,9 @@ func parseInto(b []byte, seq uint32, dump bool, out *[][]byte, intr *bool) (bool
 		case unix.NLMSG_NOOP:
 			continue
 		}
-		*out = append(*out, append([]byte(nil), payload...))
+		if err := f(payload); err != nil {
+			return false, err
+		}
 		if !dump {
 			return true, nil
 		}

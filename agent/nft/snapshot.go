@@ -19,13 +19,9 @@ const maxAttempts = 8
 // Snapshot reads the whole ruleset consistently and returns its canonical model and the
 // generation it belongs to.
 func (r *Reader) Snapshot() (*ruleset.Ruleset, uint32, error) {
-	d, gen, err := r.ReadDump()
+	_, rs, gen, err := r.ReadState(nil)
 	if err != nil {
 		return nil, 0, err
-	}
-	rs, err := nftcanon.Build(d)
-	if err != nil {
-		return nil, 0, fmt.Errorf("canonicalize: %w", err)
 	}
 	return rs, gen, nil
 }
@@ -35,20 +31,83 @@ func (r *Reader) Snapshot() (*ruleset.Ruleset, uint32, error) {
 // again; it starts over when the two generations differ or the kernel flags a dump as
 // interrupted.
 func (r *Reader) ReadDump() (*nftcanon.Dump, uint32, error) {
+	var d *nftcanon.Dump
+	gen, err := r.readStable(func(c *netlink.Conn) error {
+		var err error
+		if d, err = readObjects(c, r.consts); err != nil {
+			return err
+		}
+		return readRules(c, d.Chains, func(m nftcanon.Msg) error {
+			d.Rules = append(d.Rules, slices.Clone(m))
+			return nil
+		})
+	}, func() error {
+		var err error
+		d.Ifnames, err = ifnames(r.nsfd())
+		return err
+	})
+	if err != nil {
+		return nil, 0, err
+	}
+	return d, gen, nil
+}
+
+// ReadState reads what ReadDump does into a State: rules are rendered as each part of
+// their dump arrives and only their rendered form is kept, so that a read of a big
+// ruleset never holds its raw rule messages. Rules of prev (a State read before, or nil)
+// that are still there are not rendered again. It returns the State with its model.
+func (r *Reader) ReadState(prev *nftcanon.State) (*nftcanon.State, *ruleset.Ruleset, uint32,
+	error) {
+	var sr *nftcanon.StateRead
+	gen, err := r.readStable(func(c *netlink.Conn) error {
+		d, err := readObjects(c, r.consts)
+		if err != nil {
+			return err
+		}
+		// Rules print interface names: they are needed before the rules. The generation
+		// brackets only nftables' state, which they are not part of.
+		if d.Ifnames, err = ifnames(r.nsfd()); err != nil {
+			return err
+		}
+		if sr, err = nftcanon.NewStateRead(d, prev); err != nil {
+			return fmt.Errorf("canonicalize: %w", err)
+		}
+		return readRules(c, d.Chains, func(m nftcanon.Msg) error {
+			if err := sr.Rule(m); err != nil {
+				return fmt.Errorf("canonicalize: %w", err)
+			}
+			return nil
+		})
+	}, nil)
+	if err != nil {
+		return nil, nil, 0, err
+	}
+	st, rs, err := sr.Finish()
+	if err != nil {
+		return nil, nil, 0, fmt.Errorf("canonicalize: %w", err)
+	}
+	return st, rs, gen, nil
+}
+
+// readStable runs read between two GETGEN requests until a run sees no commit (the same
+// generation before and after, no dump interrupted), then runs stable, if set, and
+// returns the generation.
+func (r *Reader) readStable(read func(c *netlink.Conn) error, stable func() error) (uint32,
+	error) {
 	for attempt := range maxAttempts {
 		if attempt > 0 {
 			// Let a burst of commits settle before reading again.
 			time.Sleep(time.Duration(attempt) * 5 * time.Millisecond)
 		}
-		var d *nftcanon.Dump
 		var gen uint32
-		stable := false
+		ok := false
 		err := r.withConn(func(c *netlink.Conn) error {
 			g1, err := getGen(c)
 			if err != nil {
 				return err
 			}
-			d, err = readAll(c, r.consts)
+			r.consts.abandon() // whatever an earlier read left unfinished
+			err = read(c)
 			if errors.Is(err, errDumpInterrupted) {
 				return nil
 			}
@@ -59,24 +118,28 @@ func (r *Reader) ReadDump() (*nftcanon.Dump, uint32, error) {
 			if err != nil {
 				return err
 			}
-			gen, stable = g2, g1 == g2
-			if stable {
-				d.Ifnames, err = ifnames(r.nsfd())
+			if g1 != g2 {
+				return nil
 			}
-			return err
+			r.consts.done()
+			gen, ok = g2, true
+			if stable != nil {
+				return stable()
+			}
+			return nil
 		})
 		if err != nil {
-			return nil, 0, err
+			return 0, err
 		}
-		if !stable {
-			continue
+		if ok {
+			return gen, nil
 		}
-		return d, gen, nil
 	}
-	return nil, 0, ErrUnstable
+	return 0, ErrUnstable
 }
 
-// readAll dumps every kind of object over all families on c.
+// readObjects dumps every kind of object but rules over all families on c, and the
+// elements of every set.
 //
 // TODO: a first read of 100k rules is bound by the kernel, not by this code: each part of
 // a rule dump walks the chains from the start (quadratic in the rules ahead of it) and
@@ -87,12 +150,14 @@ func (r *Reader) ReadDump() (*nftcanon.Dump, uint32, error) {
 // the walk within one long chain. Parallel sockets did not help on the shared 2-core
 // test machine and were left out.
 //
-// TODO: the whole raw dump is held while the model is built, and the agent keeps it to
-// apply notifications to: a 100k-rule read peaks at ~170 MB RSS (goal 64 MB). Rendering
-// rules as their dump parts arrive and keeping only what Apply needs per rule would
-// bound it.
-func readAll(c *netlink.Conn, consts *constSets) (*nftcanon.Dump, error) {
-	consts.abandon() // whatever an earlier read left unfinished
+// TODO: memory. A read no longer holds the raw rules (ReadState renders them as they
+// arrive, and the State keeps ~100 bytes per rule besides its text), but it holds every
+// set message until the rules are read, the elements of every constant set stay in
+// constSets between reads, and a re-read holds the old State while it builds the new:
+// 100k rules with 16,667 anonymous sets peak at 55 to 58 MB RSS, 59 to 64 MB with a
+// re-read (goal 64 MB), and only with the collector target the agent reads with
+// (agent.ReadGCPercent); both grow linearly with the ruleset.
+func readObjects(c *netlink.Conn, consts *constSets) (*nftcanon.Dump, error) {
 	d := &nftcanon.Dump{}
 	dumps := []struct {
 		name     string
@@ -117,11 +182,6 @@ func readAll(c *netlink.Conn, consts *constSets) (*nftcanon.Dump, error) {
 		}
 		*x.into = toMsgs(msgs)
 	}
-	rules, err := readRules(c, d.Chains)
-	if err != nil {
-		return nil, err
-	}
-	d.Rules = rules
 	for _, s := range nftcanon.SetRefs(d.Tables, d.Sets) {
 		if msgs, ok := consts.get(s); ok {
 			d.Elements = append(d.Elements, nftcanon.SetElems{
@@ -149,7 +209,6 @@ func readAll(c *netlink.Conn, consts *constSets) (*nftcanon.Dump, error) {
 			Family: s.Family, Table: s.Table, Set: s.Name, Msgs: elems,
 		})
 	}
-	consts.done()
 	return d, nil
 }
 
@@ -159,24 +218,26 @@ func readAll(c *netlink.Conn, consts *constSets) (*nftcanon.Dump, error) {
 // With many short chains (kube-proxy makes thousands) one dump needs fewer requests.
 const perChainMax = 256
 
-// readRules dumps the rules of every chain in chains (the chain dump's messages), in the
-// order a dump of all rules gives: chains in the chain dump's order, rules in chain order.
-func readRules(c *netlink.Conn, chains []nftcanon.Msg) ([]nftcanon.Msg, error) {
+// readRules dumps the rules of every chain in chains (the chain dump's messages) and
+// hands each rule message to f as it arrives, in the order a dump of all rules gives:
+// chains in the chain dump's order, rules in chain order. The message lies in the
+// receive buffer: f must copy what it keeps.
+func readRules(c *netlink.Conn, chains []nftcanon.Msg, f func(nftcanon.Msg) error) error {
+	each := func(p []byte) error { return f(p) }
 	if len(chains) > perChainMax {
-		msgs, err := request(c, unix.NFT_MSG_GETRULE, unix.AF_UNSPEC, netlink.Dump, nil)
-		if err != nil {
-			return nil, fmt.Errorf("dump rules: %w", err)
+		if err := requestEach(c, unix.NFT_MSG_GETRULE, unix.AF_UNSPEC, netlink.Dump, nil,
+			each); err != nil {
+			return fmt.Errorf("dump rules: %w", err)
 		}
-		return toMsgs(msgs), nil
+		return nil
 	}
-	var out []nftcanon.Msg
 	for _, m := range chains {
 		if len(m) < 4 {
-			return nil, fmt.Errorf("dump rules: short chain message")
+			return fmt.Errorf("dump rules: short chain message")
 		}
 		ad, err := netlink.NewAttributeDecoder(m[4:])
 		if err != nil {
-			return nil, fmt.Errorf("dump rules: chain message: %w", err)
+			return fmt.Errorf("dump rules: chain message: %w", err)
 		}
 		var table, name []byte
 		for ad.Next() {
@@ -188,25 +249,24 @@ func readRules(c *netlink.Conn, chains []nftcanon.Msg) ([]nftcanon.Msg, error) {
 			}
 		}
 		if err := ad.Err(); err != nil {
-			return nil, fmt.Errorf("dump rules: chain message: %w", err)
+			return fmt.Errorf("dump rules: chain message: %w", err)
 		}
 		data, err := netlink.MarshalAttributes([]netlink.Attribute{
 			{Type: unix.NFTA_RULE_TABLE, Data: table},
 			{Type: unix.NFTA_RULE_CHAIN, Data: name},
 		})
 		if err != nil {
-			return nil, err
+			return err
 		}
-		msgs, err := request(c, unix.NFT_MSG_GETRULE, m.Family(), netlink.Dump, data)
+		err = requestEach(c, unix.NFT_MSG_GETRULE, m.Family(), netlink.Dump, data, each)
 		if errors.Is(err, unix.ENOENT) {
-			return nil, errDumpInterrupted // the chain went away since the chain dump
+			return errDumpInterrupted // the chain went away since the chain dump
 		}
 		if err != nil {
-			return nil, fmt.Errorf("dump rules of %s %s: %w", table, name, err)
+			return fmt.Errorf("dump rules of %s %s: %w", table, name, err)
 		}
-		out = append(out, toMsgs(msgs)...)
 	}
-	return out, nil
+	return nil
 }
 
 // constSets remembers the elements of constant sets (every anonymous set nft makes)

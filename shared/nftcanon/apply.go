@@ -58,10 +58,33 @@ func (d *Dump) Apply(updates []Update) error {
 	if err != nil {
 		return err
 	}
-	ix.deleted = map[chainKey]bool{}
+	return (&applier{d: d, rules: dumpRules{d, ix}}).run(updates)
+}
+
+// ruleList is the rules of a state in dump order, as Apply edits them: a Dump's
+// messages, or a State's rendered rules.
+type ruleList interface {
+	len() int
+	key(i int) ruleKey
+	// insert puts the rule of notification u, whose key is k, at position i.
+	insert(i int, k ruleKey, u Update)
+	// drop removes the rules drop accepts and reports whether any went.
+	drop(drop func(ruleKey) bool) bool
+}
+
+// applier applies one generation's updates to a dump (without its rules) and a rule list.
+type applier struct {
+	d     *Dump
+	rules ruleList
+	// deleted marks the chains that lost a rule in the generation being applied.
+	deleted map[chainKey]bool
+}
+
+func (ap *applier) run(updates []Update) error {
+	ap.deleted = map[chainKey]bool{}
 	var pending []Update
 	for _, u := range updates {
-		err := ix.apply(d, u)
+		err := ap.apply(u)
 		if errors.Is(err, errNoNeighbour) {
 			pending = append(pending, u)
 			continue
@@ -79,7 +102,7 @@ func (d *Dump) Apply(updates []Update) error {
 		}
 		var again []Update
 		for _, u := range pending {
-			err := ix.apply(d, u)
+			err := ap.apply(u)
 			if errors.Is(err, errNoNeighbour) {
 				again = append(again, u)
 				continue
@@ -110,8 +133,36 @@ type ruleKey struct {
 // first Apply and kept in step with the dump's lists.
 type dumpIndex struct {
 	rules []ruleKey // parallel to Dump.Rules
-	// deleted marks the chains that lost a rule in the generation being applied.
-	deleted map[chainKey]bool
+}
+
+// dumpRules is the ruleList of a Dump.
+type dumpRules struct {
+	d  *Dump
+	ix *dumpIndex
+}
+
+func (r dumpRules) len() int          { return len(r.ix.rules) }
+func (r dumpRules) key(i int) ruleKey { return r.ix.rules[i] }
+
+func (r dumpRules) insert(i int, k ruleKey, u Update) {
+	r.d.Rules = insertAt(r.d.Rules, i, u.Msg)
+	r.ix.rules = insertAt(r.ix.rules, i, k)
+}
+
+func (r dumpRules) drop(drop func(ruleKey) bool) bool {
+	d, ix := r.d, r.ix
+	n := 0
+	for i, k := range ix.rules {
+		if drop(k) {
+			continue
+		}
+		d.Rules[n], ix.rules[n] = d.Rules[i], k
+		n++
+	}
+	removed := n != len(ix.rules)
+	clear(d.Rules[n:])
+	d.Rules, ix.rules = d.Rules[:n], ix.rules[:n]
+	return removed
 }
 
 func (d *Dump) index() (*dumpIndex, error) {
@@ -150,7 +201,8 @@ func msgAttrs(m Msg) (attrMap, error) {
 	return a, nil
 }
 
-func (ix *dumpIndex) apply(d *Dump, u Update) error {
+func (ap *applier) apply(u Update) error {
+	d := ap.d
 	a, err := msgAttrs(u.Msg)
 	if err != nil {
 		return err
@@ -162,26 +214,26 @@ func (ix *dumpIndex) apply(d *Dump, u Update) error {
 		i := findMsg(d.Tables, fam, func(b attrMap) bool { return b.str(nftaTableName) == name })
 		d.Tables = upsert(d.Tables, i, u.Msg)
 	case MsgDelTable:
-		ix.dropTable(d, fam, a.str(nftaTableName))
+		ap.dropTable(fam, a.str(nftaTableName))
 	case MsgNewChain:
-		return ix.newChain(d, fam, a, u.Msg)
+		return newChain(d, fam, a, u.Msg)
 	case MsgDelChain:
 		table, name := a.str(nftaChainTable), a.str(nftaChainName)
 		d.Chains = removeMsgs(d.Chains, fam, func(b attrMap) bool {
 			return b.str(nftaChainTable) == table && b.str(nftaChainName) == name
 		})
-		ix.dropRules(d, func(k ruleKey) bool {
+		ap.rules.drop(func(k ruleKey) bool {
 			return k.fam == fam && k.table == table && k.chain == name
 		})
 	case MsgNewRule:
-		return ix.newRule(d, a, u)
+		return ap.newRule(a, u)
 	case MsgDelRule:
 		k := ruleKey{fam: fam, table: a.str(nftaRuleTable), chain: a.str(nftaRuleChain),
 			handle: a.u64(nftaRuleHandle)}
-		if !ix.dropRules(d, func(x ruleKey) bool { return x == k }) {
+		if !ap.rules.drop(func(x ruleKey) bool { return x == k }) {
 			return fmt.Errorf("%w: deleted rule %d not known", ErrNotIncremental, k.handle)
 		}
-		ix.deleted[chainKey{k.fam, k.table, k.chain}] = true
+		ap.deleted[chainKey{k.fam, k.table, k.chain}] = true
 	case MsgNewSet:
 		table, name := a.str(nftaSetTable), a.str(nftaSetName)
 		i := findMsg(d.Sets, fam, func(b attrMap) bool {
@@ -233,7 +285,7 @@ func (ix *dumpIndex) apply(d *Dump, u Update) error {
 	return nil
 }
 
-func (ix *dumpIndex) newChain(d *Dump, fam byte, a attrMap, m Msg) error {
+func newChain(d *Dump, fam byte, a attrMap, m Msg) error {
 	table, name, handle := a.str(nftaChainTable), a.str(nftaChainName), a.u64(nftaChainHandle)
 	i := findMsg(d.Chains, fam, func(b attrMap) bool {
 		return b.str(nftaChainTable) == table && b.u64(nftaChainHandle) == handle
@@ -263,20 +315,21 @@ func (ix *dumpIndex) newChain(d *Dump, fam byte, a attrMap, m Msg) error {
 // rule come without, told apart by NLM_F_APPEND (set for appended and for replacing
 // rules). A replacing rule without position may be first or last: when its chain lost a
 // rule in the same generation and still holds others, the place is not certain.
-func (ix *dumpIndex) newRule(d *Dump, a attrMap, u Update) error {
-	m := u.Msg
+func (ap *applier) newRule(a attrMap, u Update) error {
+	m, rules := u.Msg, ap.rules
 	k := ruleKey{fam: m.Family(), table: a.str(nftaRuleTable), chain: a.str(nftaRuleChain),
 		handle: a.u64(nftaRuleHandle)}
-	for _, x := range ix.rules {
-		if x == k {
+	n := rules.len()
+	for i := range n {
+		if rules.key(i) == k {
 			return fmt.Errorf("%w: rule %d added twice", ErrNotIncremental, k.handle)
 		}
 	}
 	at := -1
 	if a.has(nftaRulePosition) {
 		prev := ruleKey{fam: k.fam, table: k.table, chain: k.chain, handle: a.u64(nftaRulePosition)}
-		for i, x := range ix.rules {
-			if x == prev {
+		for i := range n {
+			if rules.key(i) == prev {
 				at = i + 1
 				break
 			}
@@ -286,8 +339,8 @@ func (ix *dumpIndex) newRule(d *Dump, a attrMap, u Update) error {
 		}
 	} else {
 		first, last := -1, -1
-		for i, x := range ix.rules {
-			if x.fam == k.fam && x.table == k.table && x.chain == k.chain {
+		for i := range n {
+			if x := rules.key(i); x.fam == k.fam && x.table == k.table && x.chain == k.chain {
 				if first < 0 {
 					first = i
 				}
@@ -296,37 +349,21 @@ func (ix *dumpIndex) newRule(d *Dump, a attrMap, u Update) error {
 		}
 		switch {
 		case first < 0:
-			at = len(ix.rules)
+			at = n
 		case u.Flags&nlmFAppend == 0:
 			at = first
-		case ix.deleted[chainKey{k.fam, k.table, k.chain}]:
+		case ap.deleted[chainKey{k.fam, k.table, k.chain}]:
 			return fmt.Errorf("%w: place of rule %d in %s", ErrNotIncremental, k.handle, k.chain)
 		default:
 			at = last + 1
 		}
 	}
-	d.Rules = insertAt(d.Rules, at, m)
-	ix.rules = insertAt(ix.rules, at, k)
+	rules.insert(at, k, u)
 	return nil
 }
 
-// dropRules removes the rules keep rejects and reports whether any went.
-func (ix *dumpIndex) dropRules(d *Dump, drop func(ruleKey) bool) bool {
-	n := 0
-	for i, k := range ix.rules {
-		if drop(k) {
-			continue
-		}
-		d.Rules[n], ix.rules[n] = d.Rules[i], k
-		n++
-	}
-	removed := n != len(ix.rules)
-	clear(d.Rules[n:])
-	d.Rules, ix.rules = d.Rules[:n], ix.rules[:n]
-	return removed
-}
-
-func (ix *dumpIndex) dropTable(d *Dump, fam byte, table string) {
+func (ap *applier) dropTable(fam byte, table string) {
+	d := ap.d
 	in := func(attr uint16) func(attrMap) bool {
 		return func(b attrMap) bool { return b.str(attr) == table }
 	}
@@ -336,7 +373,7 @@ func (ix *dumpIndex) dropTable(d *Dump, fam byte, table string) {
 	d.Objects = removeMsgs(d.Objects, fam, in(nftaObjTable))
 	d.Flowtables = removeMsgs(d.Flowtables, fam, in(nftaFlowtableTable))
 	d.dropElems(func(s *SetElems) bool { return s.Family == fam && s.Table == table })
-	ix.dropRules(d, func(k ruleKey) bool { return k.fam == fam && k.table == table })
+	ap.rules.drop(func(k ruleKey) bool { return k.fam == fam && k.table == table })
 }
 
 // findMsg returns the index of the first message of family fam that match accepts, or

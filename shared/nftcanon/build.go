@@ -34,80 +34,181 @@ func Build(d *Dump) (*ruleset.Ruleset, error) { return build(d, nil) }
 func BuildCached(d *Dump, c *Cache) (*ruleset.Ruleset, error) { return build(d, c) }
 
 func build(d *Dump, cache *Cache) (*ruleset.Ruleset, error) {
-	rs := &ruleset.Ruleset{}
-	e := &env{ifnames: d.Ifnames}
-	tables := map[tableKey]*ruleset.Table{}
-	tableHandles := map[tableKey]uint64{}
+	b, err := newBuilder(d, cache, nil)
+	if err != nil {
+		return nil, err
+	}
+	for _, m := range d.Rules {
+		r, err := b.render(m)
+		if err != nil {
+			return nil, err
+		}
+		b.dropSets()
+		if err := b.add(r); err != nil {
+			return nil, err
+		}
+	}
+	cache.end()
+	return b.finish()
+}
+
+// builder makes the model of one state: newBuilder takes everything but the rules, then
+// each rule is rendered (render) and placed (add) in dump order, and finish completes the
+// model. Rules can so be rendered as their dump arrives (see StateRead).
+type builder struct {
+	e            *env
+	cache        *Cache
+	rs           *ruleset.Ruleset
+	tables       map[tableKey]*ruleset.Table
+	tableHandles map[tableKey]uint64
+	chains       map[chainKey]*ruleset.Chain
+	bindings     map[chainKey]bool
+	sets         map[tableKey]map[string]*setSrc
+	setOrder     []*setSrc
+	// With a memo (State.Build): what the build knows of each chain, besides chains.
+	memo  *buildMemo
+	infos map[chainKey]*chainInfo
+	ids   map[chainKey]*chainKey // see chainID
+	// err is the first error of parsing a set or its elements on use (set); loaded are
+	// the anonymous sets parsed since the last dropSets.
+	err    error
+	loaded []*setSrc
+	// strict makes a rule that refers to an unknown set an error (State.Build: the
+	// State does not keep the anonymous sets of rendered rules).
+	strict bool
+}
+
+// chainInfo is what State.Build knows of a chain: the message it was made from, where
+// it is in its table's list (-1 for a binding chain), whether it is the chain of the
+// last model (which must not be changed), and whether its rules were placed.
+type chainInfo struct {
+	msg    *byte
+	at     int
+	shared bool
+	done   bool
+}
+
+// setSrc is a set of the dump, parsed when first needed (set): a ruleset with tens of
+// thousands of anonymous sets has each parsed only while its rule is rendered.
+type setSrc struct {
+	msg      Msg
+	elems    []Msg
+	hasElems bool
+	fam      byte
+	table    string
+	anon     bool
+	s        *setInfo // once parsed
+}
+
+// set returns the set name of table (fam, table), parsed, or nil when there is none.
+func (b *builder) set(fam byte, table, name string) *setInfo {
+	src := b.sets[tableKey{fam, table}][name]
+	if src == nil {
+		if b.strict && b.err == nil {
+			b.err = fmt.Errorf("%w: a rule refers to set %s %s %s, which is not known",
+				ErrNotIncremental, FamilyName(fam), table, name)
+		}
+		return nil
+	}
+	return b.parsed(src)
+}
+
+func (b *builder) parsed(src *setSrc) *setInfo {
+	if src.s != nil {
+		return src.s
+	}
+	s, err := b.memo.set(src.msg)
+	if err != nil {
+		if b.err == nil {
+			b.err = err
+		}
+		return nil
+	}
+	if src.hasElems {
+		msgs := src.elems
+		s.load = func() []elem {
+			els, err := b.memo.elements(msgs, src.anon)
+			if err != nil && b.err == nil {
+				b.err = fmt.Errorf("set %s %s: %w", s.table, s.name, err)
+			}
+			return els
+		}
+	}
+	src.s = s
+	if src.anon {
+		b.loaded = append(b.loaded, src)
+	}
+	return s
+}
+
+// dropSets forgets the parsed anonymous sets: a read renders each anonymous set with its
+// one rule (the kernel binds an anonymous set to one rule) and need not hold them all;
+// should another rule refer to one, it is parsed again.
+func (b *builder) dropSets() {
+	for _, src := range b.loaded {
+		src.s = nil
+	}
+	clear(b.loaded)
+	b.loaded = b.loaded[:0]
+}
+
+// newBuilder starts a build of d; memo, when set, lends what the last build of the same
+// State made of messages that did not change.
+func newBuilder(d *Dump, cache *Cache, memo *buildMemo) (*builder, error) {
+	b := &builder{
+		e: &env{ifnames: d.Ifnames}, cache: cache, rs: &ruleset.Ruleset{},
+		tables: map[tableKey]*ruleset.Table{}, tableHandles: map[tableKey]uint64{},
+		chains: map[chainKey]*ruleset.Chain{}, bindings: map[chainKey]bool{},
+		sets: map[tableKey]map[string]*setSrc{}, memo: memo,
+	}
+	if memo != nil {
+		memo.begin()
+		b.infos = make(map[chainKey]*chainInfo, len(d.Chains))
+		b.chains = make(map[chainKey]*ruleset.Chain, len(d.Chains))
+	}
 	for _, m := range d.Tables {
 		t, h, err := parseTable(m)
 		if err != nil {
 			return nil, err
 		}
-		tables[tableKey{m.Family(), t.Name}] = t
-		tableHandles[tableKey{m.Family(), t.Name}] = h
-		rs.Tables = append(rs.Tables, t)
+		b.tables[tableKey{m.Family(), t.Name}] = t
+		b.tableHandles[tableKey{m.Family(), t.Name}] = h
+		b.rs.Tables = append(b.rs.Tables, t)
 	}
 	cache.begin(d.Ifnames)
-	table := func(fam byte, name string) (*ruleset.Table, error) {
-		t, ok := tables[tableKey{fam, name}]
-		if !ok {
-			return nil, fmt.Errorf("%w: no table %s %s", ErrMalformed, FamilyName(fam), name)
-		}
-		return t, nil
-	}
-
-	chains := map[chainKey]*ruleset.Chain{}
-	bindings := map[chainKey]bool{}
 	for _, m := range d.Chains {
-		tname, c, binding, err := parseChain(m)
+		tname, c, binding, shared, err := memo.chain(m)
 		if err != nil {
 			return nil, err
 		}
-		t, err := table(m.Family(), tname)
+		t, err := b.table(m.Family(), tname)
 		if err != nil {
 			return nil, err
 		}
 		k := chainKey{m.Family(), tname, c.Name}
-		chains[k] = c
+		b.chains[k] = c
+		if memo != nil {
+			info := &chainInfo{msg: msgKey(m), at: -1, shared: shared}
+			if !binding {
+				info.at = len(t.Chains)
+			}
+			b.infos[k] = info
+		}
 		if binding {
-			bindings[k] = true
+			b.bindings[k] = true
 			continue
 		}
 		t.Chains = append(t.Chains, c)
 	}
-
-	sets := map[tableKey]map[string]*setInfo{}
-	var setOrder []*setInfo
-	for _, m := range d.Sets {
-		s, err := parseSet(m)
-		if err != nil {
-			return nil, err
-		}
-		k := tableKey{s.family, s.table}
-		if sets[k] == nil {
-			sets[k] = map[string]*setInfo{}
-		}
-		sets[k][s.name] = s
-		setOrder = append(setOrder, s)
+	if err := b.addSets(d); err != nil {
+		return nil, err
 	}
-	for _, se := range d.Elements {
-		s := sets[tableKey{se.Family, se.Table}][se.Set]
-		if s == nil {
-			continue
-		}
-		els, err := parseElems(se.Msgs)
-		if err != nil {
-			return nil, fmt.Errorf("set %s %s: %w", se.Table, se.Set, err)
-		}
-		s.elems = els
-	}
-
 	for _, m := range d.Objects {
-		tname, o, err := parseObject(m, e)
+		tname, o, err := parseObject(m, b.e)
 		if err != nil {
 			return nil, err
 		}
-		t, err := table(m.Family(), tname)
+		t, err := b.table(m.Family(), tname)
 		if err != nil {
 			return nil, err
 		}
@@ -118,51 +219,179 @@ func build(d *Dump, cache *Cache) (*ruleset.Ruleset, error) {
 		if err != nil {
 			return nil, err
 		}
-		t, err := table(m.Family(), tname)
+		t, err := b.table(m.Family(), tname)
 		if err != nil {
 			return nil, err
 		}
 		t.Flowtables = append(t.Flowtables, f)
 	}
+	return b, nil
+}
 
-	for _, m := range d.Rules {
-		r, err := cache.rule(m, tableHandles, func() (ruleOut, error) {
-			return e.rule(m, func(table string) map[string]*setInfo {
-				return sets[tableKey{m.Family(), table}]
-			})
-		})
+// addSets takes note of d's sets and their elements, to be parsed when needed (set).
+func (b *builder) addSets(d *Dump) error {
+	for _, m := range d.Sets {
+		if len(m) < 4 {
+			return fmt.Errorf("set: %w", errShort)
+		}
+		a, err := parseAttrs(m[4:])
+		if err != nil {
+			return fmt.Errorf("set: %w", err)
+		}
+		src := &setSrc{msg: m, fam: m.Family(), table: a.str(nftaSetTable),
+			anon: a.u32(nftaSetFlags)&setFlagAnonymous != 0}
+		k := tableKey{src.fam, src.table}
+		if b.sets[k] == nil {
+			b.sets[k] = map[string]*setSrc{}
+		}
+		b.sets[k][a.str(nftaSetName)] = src
+		b.setOrder = append(b.setOrder, src)
+	}
+	for _, se := range d.Elements {
+		if src := b.sets[tableKey{se.Family, se.Table}][se.Set]; src != nil {
+			src.elems, src.hasElems = se.Msgs, true
+		}
+	}
+	return nil
+}
+
+// newRenderer starts a builder that only renders rules (State.quickBuild): tables and
+// sets, nothing else; unknown sets are errors, as in State.Build.
+func newRenderer(d *Dump) (*builder, error) {
+	b := &builder{
+		e: &env{ifnames: d.Ifnames}, cache: newKeyCache(), rs: &ruleset.Ruleset{},
+		tables: map[tableKey]*ruleset.Table{}, tableHandles: map[tableKey]uint64{},
+		sets: map[tableKey]map[string]*setSrc{}, strict: true,
+	}
+	for _, m := range d.Tables {
+		t, h, err := parseTable(m)
 		if err != nil {
 			return nil, err
 		}
-		for _, name := range r.dynTargets {
-			if s := sets[tableKey{m.Family(), r.table}][name]; s != nil {
-				s.dynTarget = true
-			}
-		}
-		c, ok := chains[chainKey{m.Family(), r.table, r.chain}]
-		if !ok {
-			return nil, fmt.Errorf("%w: rule in unknown chain %s %s %s", ErrMalformed,
-				FamilyName(m.Family()), r.table, r.chain)
-		}
-		c.Rules = append(c.Rules, &ruleset.Rule{Text: r.text, Handle: r.handle, Undecoded: r.undecoded})
+		b.tables[tableKey{m.Family(), t.Name}] = t
+		b.tableHandles[tableKey{m.Family(), t.Name}] = h
 	}
+	b.cache.begin(d.Ifnames)
+	if err := b.addSets(d); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
 
-	cache.end()
-	inlineBindings(rs, chains, bindings)
+func (b *builder) table(fam byte, name string) (*ruleset.Table, error) {
+	t, ok := b.tables[tableKey{fam, name}]
+	if !ok {
+		return nil, fmt.Errorf("%w: no table %s %s", ErrMalformed, FamilyName(fam), name)
+	}
+	return t, nil
+}
 
+// render renders rule message m, or takes it from the cache.
+func (b *builder) render(m Msg) (*cachedRule, error) {
+	return b.cache.rule(m, b.tableHandles, func() (*cachedRule, error) {
+		out, err := b.e.rule(m, func(table, name string) *setInfo {
+			return b.set(m.Family(), table, name)
+		})
+		if err == nil {
+			err = b.err
+		}
+		if err != nil {
+			return nil, err
+		}
+		return newCachedRule(b.chainID(chainKey{m.Family(), out.table, out.chain}), out), nil
+	})
+}
+
+// chainID returns the chain key every rule of chain k shares.
+func (b *builder) chainID(k chainKey) *chainKey {
+	if id, ok := b.ids[k]; ok {
+		return id
+	}
+	if b.ids == nil {
+		b.ids = map[chainKey]*chainKey{}
+	}
+	id := &k
+	b.ids[k] = id
+	return id
+}
+
+// add places a rendered rule at the end of its chain.
+func (b *builder) add(r *cachedRule) error {
+	b.dynTargets(r)
+	c, ok := b.chains[*r.at]
+	if !ok {
+		return fmt.Errorf("%w: rule in unknown chain %s %s %s", ErrMalformed,
+			FamilyName(r.at.fam), r.at.table, r.at.chain)
+	}
+	c.Rules = append(c.Rules, r.rule)
+	return nil
+}
+
+// dynTargets marks the sets rule r fills as dynamic.
+func (b *builder) dynTargets(r *cachedRule) {
+	if r.dynTargets == nil {
+		return
+	}
+	for _, name := range *r.dynTargets {
+		if s := b.set(r.at.fam, r.at.table, name); s != nil {
+			s.dynTarget = true
+		}
+	}
+}
+
+// finish completes the model once every rule was added.
+func (b *builder) finish() (*ruleset.Ruleset, error) {
+	inlineBindings(b.rs, b.chains, b.bindings)
 	// Named sets come last: whether a set is dynamic depends on the rules that update it.
-	for _, s := range setOrder {
-		if s.isAnonymous() {
+	for _, src := range b.setOrder {
+		if src.anon {
 			continue
 		}
-		t, err := table(s.family, s.table)
+		t, err := b.table(src.fam, src.table)
 		if err != nil {
 			return nil, err
 		}
-		t.Sets = append(t.Sets, e.safeNamedSet(s))
+		s := b.parsed(src)
+		if b.err != nil {
+			return nil, b.err
+		}
+		t.Sets = append(t.Sets, b.namedSet(src, s))
 	}
-	rs.Sort()
-	return rs, nil
+	b.rs.Sort()
+	if m := b.memo; m != nil {
+		for k, info := range b.infos {
+			m.nextChains[info.msg] = &chainMemo{table: k.table, binding: info.at < 0,
+				chain: b.chains[k]}
+		}
+		m.end()
+	}
+	return b.rs, nil
+}
+
+// namedSet renders a named set, or takes it from the memo.
+func (b *builder) namedSet(src *setSrc, s *setInfo) *ruleset.Set {
+	if b.memo == nil || msgKey(src.msg) == nil {
+		return b.e.safeNamedSet(s)
+	}
+	k := namedKey{set: msgKey(src.msg), elems: keyOfElems(src.elems), dyn: s.dynTarget}
+	if out, ok := b.memo.named[k]; ok {
+		b.memo.nextNamed[k] = out
+		return out
+	}
+	out := b.e.safeNamedSet(s)
+	b.memo.nextNamed[k] = out
+	return out
+}
+
+// replaceChain puts c in the place of the chain k names (State.Build, for a chain taken
+// from the last model whose rules changed).
+func (b *builder) replaceChain(k chainKey, c *ruleset.Chain) {
+	b.chains[k] = c
+	info := b.infos[k]
+	info.shared = false
+	if info.at >= 0 {
+		b.tables[tableKey{k.fam, k.table}].Chains[info.at] = c
+	}
 }
 
 func parseTable(m Msg) (*ruleset.Table, uint64, error) {
@@ -305,8 +534,9 @@ func inlineBindings(rs *ruleset.Ruleset, chains map[chainKey]*ruleset.Chain,
 	}
 	for _, t := range rs.Tables {
 		fam := famOf[t.Family]
-		for _, c := range t.Chains {
-			for _, r := range c.Rules {
+		for ci, c := range t.Chains {
+			copied := false
+			for ri, r := range c.Rules {
 				for _, verb := range []string{" jump ", " goto "} {
 					i := strings.Index(" "+r.Text, verb+"__chain")
 					if i < 0 {
@@ -323,11 +553,23 @@ func inlineBindings(rs *ruleset.Ruleset, chains map[chainKey]*ruleset.Chain,
 						continue
 					}
 					var body []string
+					// Rules are shared between the models built from one cache: the
+					// inlined rule is a copy.
+					nr := *r
 					for _, br := range b.Rules {
 						body = append(body, br.Text)
-						r.Undecoded += br.Undecoded
+						nr.Undecoded += br.Undecoded
 					}
-					r.Text = r.Text[:start] + "{ " + strings.Join(body, "; ") + " }" + r.Text[end:]
+					nr.Text = r.Text[:start] + "{ " + strings.Join(body, "; ") + " }" + r.Text[end:]
+					if !copied {
+						// So is the chain, which may come from an earlier model.
+						nc := *c
+						nc.Rules = slices.Clone(c.Rules)
+						t.Chains[ci], c, copied = &nc, &nc, true
+						chains[chainKey{fam, t.Name, c.Name}] = c
+					}
+					c.Rules[ri] = &nr
+					r = &nr
 				}
 			}
 		}
@@ -373,7 +615,7 @@ func (e *env) safeNamedSet(s *setInfo) (out *ruleset.Set) {
 		if v := recover(); v != nil {
 			renderPanicked(v)
 			out = &ruleset.Set{Name: s.name, Map: s.isMap(), Spec: []string{"type " + typeNames(s.keyType)}}
-			for _, el := range s.elems {
+			for _, el := range s.elements() {
 				out.Elements = append(out.Elements, "[elem "+hexText(el.key)+" "+hexText(el.keyEnd)+" "+
 					hexText(el.data)+"]")
 			}

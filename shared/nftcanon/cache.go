@@ -4,13 +4,27 @@ import (
 	"encoding/binary"
 	"hash/maphash"
 	"maps"
+
+	"github.com/fenceline/fenceline/shared/ruleset"
 )
 
 // Cache holds rendered rules between builds of successive states of one ruleset (see
 // BuildCached). Rules no longer present are dropped at the end of each build. A Cache is
 // not safe for concurrent use; the zero value is not usable, use NewCache.
 type Cache struct {
-	seed    maphash.Seed
+	seed maphash.Seed
+	// builds is set for BuildCached's caches, which keep the rules a build saw for the
+	// next one (next) and find them by message identity (byMsg), holding on to the
+	// messages. A State's cache is only looked up: it is filled from the State read
+	// before, sees each message once and keeps none.
+	builds bool
+	// seq, in a State's cache, are the rules of the State read before, in dump order. A
+	// rule is looked for at the cursor first, where it is when the ruleset did not
+	// change in between, and by key (seqAt, made on the first miss) only then: a
+	// re-read of an unchanged ruleset needs no index of its rules.
+	seq     []*cachedRule
+	cur     int
+	seqAt   map[cacheKey]int
 	rules   map[cacheKey]*cachedRule
 	next    map[cacheKey]*cachedRule
 	byMsg   map[msgID]*cachedRule
@@ -32,20 +46,41 @@ type msgID struct {
 	n int
 }
 
-// cachedRule is held by pointer: a hit moves a pointer from one build's maps to the
-// next's, which for a big ruleset was most of a cached build's time.
+// cachedRule is one rendered rule: what the model and a State need of it, without its
+// message. It is held by pointer: a hit moves a pointer from one build's maps to the
+// next's, which for a big ruleset was most of a cached build's time. Its fields never
+// change once made; rule is shared by every model built with it.
 type cachedRule struct {
 	sum uint64 // of the rule's message, guarding against a reused handle
-	out ruleOut
-	// key, fam and th let a message found by identity be checked against the table it
-	// was rendered in: a table deleted and added again has a new handle.
+	// key and fam let a message found by identity be checked against the table it was
+	// rendered in: a table deleted and added again has a new handle.
 	key cacheKey
-	fam byte
+	// at is the rule's chain, shared by the rules of the chain (a read of 100k rules
+	// holds one of these per rule).
+	at   *chainKey
+	rule *ruleset.Rule
+	// dynTargets are the sets the rule's add/update statements fill (nil for most rules).
+	dynTargets *[]string
+}
+
+func newCachedRule(at *chainKey, out ruleOut) *cachedRule {
+	r := &cachedRule{at: at, key: cacheKey{rule: out.handle},
+		rule: &ruleset.Rule{Text: out.text, Handle: out.handle, Undecoded: out.undecoded}}
+	if len(out.dynTargets) > 0 {
+		r.dynTargets = &out.dynTargets
+	}
+	return r
 }
 
 // NewCache returns an empty cache.
 func NewCache() *Cache {
-	return &Cache{seed: maphash.MakeSeed(), rules: map[cacheKey]*cachedRule{}}
+	return &Cache{seed: maphash.MakeSeed(), rules: map[cacheKey]*cachedRule{}, builds: true}
+}
+
+// newKeyCache returns an empty cache for a State: it finds rules by table and rule
+// handle only, and its sums are those of every State.
+func newKeyCache() *Cache {
+	return &Cache{seed: stateSeed, rules: map[cacheKey]*cachedRule{}}
 }
 
 // Hits reports how many rules the last build took from the cache.
@@ -67,8 +102,10 @@ func (c *Cache) begin(ifnames map[uint32]string) {
 		c.byMsg = nil
 		c.ifnames = maps.Clone(ifnames)
 	}
-	c.next = make(map[cacheKey]*cachedRule, len(c.rules))
-	c.nextMsg = make(map[msgID]*cachedRule, len(c.rules))
+	if c.builds {
+		c.next = make(map[cacheKey]*cachedRule, len(c.rules))
+		c.nextMsg = make(map[msgID]*cachedRule, len(c.rules))
+	}
 	c.hits, c.idHits = 0, 0
 }
 
@@ -83,50 +120,81 @@ func (c *Cache) end() {
 
 // rule returns the rendered rule m from the cache, or renders it.
 func (c *Cache) rule(m Msg, tables map[tableKey]uint64,
-	render func() (ruleOut, error)) (ruleOut, error) {
+	render func() (*cachedRule, error)) (*cachedRule, error) {
+	fresh := render
 	if c == nil {
-		return render()
+		return fresh()
 	}
 	var id msgID
-	if len(m) > 0 {
+	if c.builds && len(m) > 0 {
 		id = msgID{&m[0], len(m)}
-		if r, ok := c.byMsg[id]; ok && tables[tableKey{r.fam, r.out.table}] == r.key.table {
+		if r, ok := c.byMsg[id]; ok && tables[tableKey{r.at.fam, r.at.table}] == r.key.table {
 			c.next[r.key] = r
 			c.nextMsg[id] = r
 			c.hits++
 			c.idHits++
-			return r.out, nil
+			return r, nil
 		}
 	}
 	a, err := msgAttrs(m)
 	if err != nil {
-		return render()
+		return fresh()
 	}
 	th, ok := tables[tableKey{m.Family(), a.str(nftaRuleTable)}]
 	h := a.u64(nftaRuleHandle)
 	if !ok || th == 0 || h == 0 {
-		return render()
+		return fresh()
 	}
 	// The position attribute of a notification is not part of the rule.
 	sum := c.ruleSum(a)
 	k := cacheKey{th, h}
-	if r, ok := c.rules[k]; ok && r.sum == sum {
-		c.next[k] = r
+	if r := c.find(k); r != nil && r.sum == sum {
+		if c.builds {
+			c.next[k] = r
+		}
 		if id.p != nil {
 			c.nextMsg[id] = r
 		}
 		c.hits++
-		return r.out, nil
+		return r, nil
 	}
-	out, err := render()
-	if err == nil {
-		r := &cachedRule{sum: sum, out: out, key: k, fam: m.Family()}
+	r, err := fresh()
+	if err != nil {
+		return nil, err
+	}
+	r.sum, r.key = sum, k
+	if c.builds {
 		c.next[k] = r
-		if id.p != nil {
-			c.nextMsg[id] = r
+	}
+	if id.p != nil {
+		c.nextMsg[id] = r
+	}
+	return r, nil
+}
+
+// find returns the rule cached under k, or nil.
+func (c *Cache) find(k cacheKey) *cachedRule {
+	if c.seq == nil {
+		return c.rules[k]
+	}
+	if c.cur < len(c.seq) && c.seq[c.cur].key == k {
+		c.cur++
+		return c.seq[c.cur-1]
+	}
+	if c.seqAt == nil {
+		c.seqAt = make(map[cacheKey]int, len(c.seq))
+		for i, r := range c.seq {
+			if r.rule != nil && r.key.table != 0 && r.key.rule != 0 {
+				c.seqAt[r.key] = i
+			}
 		}
 	}
-	return out, err
+	i, ok := c.seqAt[k]
+	if !ok {
+		return nil
+	}
+	c.cur = i + 1
+	return c.seq[i]
 }
 
 // ruleSum hashes the rule's chain, expressions, compat and user data: what its text

@@ -10,7 +10,7 @@ import (
 // delin reads one rule's expressions into statements, tracking what each register holds.
 type delin struct {
 	fam       byte
-	sets      map[string]*setInfo
+	sets      func(name string) *setInfo // nil when there is none
 	regs      map[uint32]node
 	stmts     []stmt
 	undecoded int
@@ -109,8 +109,10 @@ func (d *delin) raw(e rawExpr) {
 }
 
 func (d *delin) setByName(name string) *setInfo {
-	if s, ok := d.sets[name]; ok {
-		return s
+	if d.sets != nil {
+		if s := d.sets(name); s != nil {
+			return s
+		}
 	}
 	return &setInfo{name: name}
 }

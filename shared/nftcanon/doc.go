@@ -18,9 +18,13 @@
 // that traffic fills (flag dynamic, or the target of an add/update statement) are kept
 // but marked Set.Dynamic, which digests ignore.
 //
-// Dump.Apply keeps a dump current from the messages the kernel multicasts for each
-// committed generation, and BuildCached renders only the rules it has not seen, so that
-// the agent can describe every generation on its own without reading everything again.
+// The agent follows a ruleset in a State: a read renders each rule as its dump part
+// arrives (StateRead) and keeps per rule only its place and rendered form, not its
+// message; State.Apply moves it by the messages the kernel multicasts for each committed
+// generation, and State.Build makes the model of the result, rendering only the new
+// rules and sharing with the last model every chain and set the generation did not
+// touch, so that the agent describes every generation at the cost of what it changed.
+// Dump.Apply and BuildCached do the same on whole dumps (tests, recordings).
 //
 // Measured against nft 1.0.6 on every corpus group (agent/nft/CONFORMANCE.md): all rules
 // of the curated, BIG, and tests/py groups and all but one of the shell-test dumps (an nft

@@ -16,8 +16,8 @@ type ruleOut struct {
 	dynTargets   []string // sets the rule's add/update statements fill
 }
 
-// rule renders one rule message. sets returns the sets of a table by name.
-func (e *env) rule(m Msg, sets func(table string) map[string]*setInfo) (ruleOut, error) {
+// rule renders one rule message. sets returns a set of a table by name, or nil.
+func (e *env) rule(m Msg, sets func(table, name string) *setInfo) (ruleOut, error) {
 	if len(m) < 4 {
 		return ruleOut{}, fmt.Errorf("%w: short rule message", ErrMalformed)
 	}
@@ -43,7 +43,8 @@ func (e *env) rule(m Msg, sets func(table string) map[string]*setInfo) (ruleOut,
 		}
 		exprs = append(exprs, x)
 	}
-	d := &delin{fam: m.Family(), sets: sets(r.table), regs: map[uint32]node{}}
+	d := &delin{fam: m.Family(), regs: map[uint32]node{},
+		sets: func(name string) *setInfo { return sets(r.table, name) }}
 	text := e.render(d, exprs)
 	if c, ok := a.lookup(nftaRuleCompat); ok {
 		// TODO: rules written by iptables-nft (xt match and target expressions, compat

@@ -37,8 +37,11 @@ type setInfo struct {
 	keyTypeof  []byte // user data describing `typeof` key expressions
 	dataTypeof []byte
 	exprs      []rawExpr // stateful expressions attached to every element (`counter`)
-	elems      []elem
-	dynTarget  bool // the target of a dynset statement
+	elems      []elem    // see elements
+	// load parses the elements on first use (elements); loaded says it ran.
+	load      func() []elem
+	loaded    bool
+	dynTarget bool // the target of a dynset statement
 	// dataInterval marks a map whose data are ranges (`: interval ipv4_addr`): each
 	// element's data holds the low then the high value.
 	dataInterval bool
@@ -57,6 +60,15 @@ type elem struct {
 	comment     string
 	objref      string
 	exprs       []rawExpr
+}
+
+// elements returns the set's elements, parsed on first use: a read of a ruleset with
+// tens of thousands of anonymous sets parses each only while its rule is rendered.
+func (s *setInfo) elements() []elem {
+	if !s.loaded && s.load != nil {
+		s.elems, s.loaded = s.load(), true
+	}
+	return s.elems
 }
 
 func (s *setInfo) isMap() bool       { return s.flags&(setFlagMap|setFlagObject) != 0 }
@@ -344,10 +356,10 @@ type elemText struct {
 // the set's own declaration). Interval sets are merged into prefixes and ranges.
 func (e *env) renderElems(s *setInfo, keyParts, dataParts []part) []elemText {
 	var out []elemText
-	if s.isInterval() && len(keyParts) == 1 && !hasKeyEnds(s.elems) {
+	if s.isInterval() && len(keyParts) == 1 && !hasKeyEnds(s.elements()) {
 		out = e.renderIntervals(s, keyParts[0], dataParts)
 	} else {
-		for _, el := range s.elems {
+		for _, el := range s.elements() {
 			if el.flags&elemFlagIntervalEnd != 0 {
 				continue
 			}
@@ -507,9 +519,10 @@ type bound struct {
 
 // renderIntervals merges the start and end elements of an interval set into ranges.
 func (e *env) renderIntervals(s *setInfo, kp part, dataParts []part) []elemText {
-	bs := make([]bound, 0, len(s.elems))
-	for i := range s.elems {
-		el := &s.elems[i]
+	elems := s.elements()
+	bs := make([]bound, 0, len(elems))
+	for i := range elems {
+		el := &elems[i]
 		if el.flags&elemFlagCatchall != 0 {
 			continue
 		}
@@ -547,7 +560,7 @@ func (e *env) renderIntervals(s *setInfo, kp part, dataParts []part) []elemText 
 		text := e.formatRange(kp, fromBE(start.k, kp.order), fromBE(hi, kp.order))
 		out = append(out, elemText{start.k, text + e.elemSuffix(s, *start.el, dataParts)})
 	}
-	for _, el := range s.elems {
+	for _, el := range elems {
 		if el.flags&elemFlagCatchall != 0 {
 			all := bytes.Repeat([]byte{0xff}, 17)
 			out = append(out, elemText{all, "*" + e.elemSuffix(s, el, dataParts)})

@@ -222,7 +222,7 @@ func diffNamed[T interface{ Digest() Sum }](out []Change, base Change, o, n []T,
 			c.Kind = added
 			c.After = decl(x)
 			out = append(out, c)
-		} else if ox.Digest() != x.Digest() {
+		} else if any(ox) != any(x) && ox.Digest() != x.Digest() {
 			c.Kind = changed
 			c.Before, c.After = decl(ox), decl(x)
 			out = append(out, c)
@@ -257,6 +257,9 @@ func diffSets(out []Change, base Change, o, n []*Set) []Change {
 		c := base
 		c.Set = s.Name
 		os := om[s.Name]
+		if os == s {
+			continue // the same node in both models (see nftcanon.State.Build)
+		}
 		switch {
 		case os == nil:
 			c.Kind = SetAdded
@@ -319,6 +322,9 @@ func diffElements(out []Change, base Change, o, n []string) []Change {
 }
 
 func diffChain(out []Change, base Change, o, n *Chain) []Change {
+	if o == n {
+		return out // the same node in both models (see nftcanon.State.Build)
+	}
 	var oldRules, newRules []string
 	switch {
 	case o == nil:

@@ -184,7 +184,9 @@ func (f *Flowtable) Digest() Sum {
 }
 
 // Digest hashes the table and everything in it.
-func (t *Table) Digest() Sum {
+func (t *Table) Digest() Sum { return t.digest((*Chain).Digest, (*Set).Digest) }
+
+func (t *Table) digest(chainSum func(*Chain) Sum, setSum func(*Set) Sum) Sum {
 	chains := slices.Clone(t.Chains)
 	slices.SortFunc(chains, func(a, b *Chain) int { return cmp.Compare(a.Name, b.Name) })
 	sets := slices.Clone(t.Sets)
@@ -201,22 +203,65 @@ func (t *Table) Digest() Sum {
 	h.str(t.Name)
 	h.strs(t.Flags)
 	h.str(t.Comment)
-	h.sums(digests(chains, (*Chain).Digest))
-	h.sums(digests(sets, (*Set).Digest))
+	h.sums(digests(chains, chainSum))
+	h.sums(digests(sets, setSum))
 	h.sums(digests(objs, (*Object).Digest))
 	h.sums(digests(fts, (*Flowtable).Digest))
 	return h.sum()
 }
 
 // Digest hashes the whole ruleset. An empty ruleset has a well-defined digest too.
-func (rs *Ruleset) Digest() Sum {
+func (rs *Ruleset) Digest() Sum { return rs.digest((*Table).Digest) }
+
+func (rs *Ruleset) digest(tableSum func(*Table) Sum) Sum {
 	tables := slices.Clone(rs.Tables)
 	slices.SortFunc(tables, func(a, b *Table) int {
 		return cmp.Or(cmp.Compare(a.Family, b.Family), cmp.Compare(a.Name, b.Name))
 	})
 	h := newHasher("fenceline/v1/ruleset")
-	h.sums(digests(tables, (*Table).Digest))
+	h.sums(digests(tables, tableSum))
 	return h.sum()
+}
+
+// DigestCache remembers the digests of chains and sets, by node, from one Digest of a
+// model to the next, for successive models that share the nodes that did not change (the
+// agent's do: see nftcanon.State.Build). A generation then costs the hashing of what it
+// changed. Nodes hashed through a DigestCache must not be modified afterwards. Digests
+// of nodes the last call did not see are dropped. The zero value is ready to use; a
+// DigestCache is not safe for concurrent use.
+type DigestCache struct {
+	chains map[*Chain]Sum
+	sets   map[*Set]Sum
+	// Hashed counts the chains and sets the last call hashed (the others were known).
+	Hashed int
+}
+
+// DigestCached is Digest with the chain and set digests c remembers.
+func (rs *Ruleset) DigestCached(c *DigestCache) Sum {
+	chains := make(map[*Chain]Sum, len(c.chains))
+	sets := make(map[*Set]Sum, len(c.sets))
+	c.Hashed = 0
+	chainSum := func(ch *Chain) Sum {
+		s, ok := c.chains[ch]
+		if !ok {
+			s = ch.Digest()
+			c.Hashed++
+		}
+		chains[ch] = s
+		return s
+	}
+	setSum := func(st *Set) Sum {
+		s, ok := c.sets[st]
+		if !ok {
+			s = st.Digest()
+			c.Hashed++
+		}
+		sets[st] = s
+		return s
+	}
+	sum := rs.digest(func(t *Table) Sum { return t.digest(chainSum, setSum) })
+	c.chains, c.sets = chains, sets
+	return sum
 }
 
 func digests[T any](items []T, f func(T) Sum) []Sum {

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"math/rand/v2"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -406,4 +407,43 @@ func FuzzDigest(f *testing.F) {
 			t.Fatalf("digest changed with load order: %s, then %s", got, again)
 		}
 	})
+}
+
+// TestDigestCached: a cached digest equals the plain one, for a first model and for a
+// next one that shares all but one chain and one set with it, and hashes only the nodes
+// it had not seen.
+func TestDigestCached(t *testing.T) {
+	var c DigestCache
+	rs := sampleRuleset()
+	if got, want := rs.DigestCached(&c), rs.Digest(); got != want {
+		t.Fatalf("first: %s, want %s", got, want)
+	}
+	if got, want := rs.DigestCached(&c), rs.Digest(); got != want || c.Hashed != 0 {
+		t.Fatalf("same model again: %s (hashed %d), want %s with nothing hashed", got,
+			c.Hashed, want)
+	}
+	// The next model: new tables sharing every chain and set but one of each.
+	next := &Ruleset{}
+	for _, tb := range rs.Tables {
+		nt := *tb
+		nt.Chains, nt.Sets = slices.Clone(tb.Chains), slices.Clone(tb.Sets)
+		next.Tables = append(next.Tables, &nt)
+	}
+	filter := next.Tables[1]
+	ch := *filter.Chains[1]
+	ch.Rules = append(slices.Clone(ch.Rules), &Rule{Text: "counter drop"})
+	filter.Chains[1] = &ch
+	set := *filter.Set("allowed")
+	set.Elements = append(slices.Clone(set.Elements), "198.51.100.1")
+	for i, s := range filter.Sets {
+		if s.Name == "allowed" {
+			filter.Sets[i] = &set
+		}
+	}
+	if got, want := next.DigestCached(&c), next.Digest(); got != want || got == rs.Digest() {
+		t.Fatalf("next: %s, want %s (and unlike the first)", got, want)
+	}
+	if c.Hashed != 2 {
+		t.Errorf("next: %d chains and sets hashed, want 2", c.Hashed)
+	}
 }

@@ -1,6 +1,8 @@
 package ruleset
 
 import (
+	"encoding/json"
+	"reflect"
 	"slices"
 	"testing"
 )
@@ -57,5 +59,59 @@ func TestLookups(t *testing.T) {
 	}
 	if !f.Chains[0].IsBase() || f.Chains[1].IsBase() {
 		t.Error("IsBase")
+	}
+}
+
+// TestAppendJSON: AppendJSON gives what json.Marshal gives, for a first model and for a
+// next one sharing all but one chain with it.
+func TestAppendJSON(t *testing.T) {
+	var c JSONCache
+	check := func(what string, rs *Ruleset) {
+		t.Helper()
+		want, err := json.Marshal(rs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := rs.AppendJSON(nil, &c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(got) != string(want) {
+			t.Fatalf("%s:\n got %s\nwant %s", what, got, want)
+		}
+	}
+	check("empty", &Ruleset{})
+	check("nil", nil)
+	rs := sampleRuleset()
+	rs.Tables[1].Comment = `a <comment> & "quotes"`
+	check("sample", rs)
+	check("sample again", rs)
+	next := &Ruleset{Tables: slices.Clone(rs.Tables)}
+	nt := *next.Tables[1]
+	nt.Chains = slices.Clone(nt.Chains)
+	ch := *nt.Chains[0]
+	ch.Rules = append(slices.Clone(ch.Rules), &Rule{Text: `meta mark 1 counter comment "<x>"`})
+	nt.Chains[0] = &ch
+	next.Tables[1] = &nt
+	check("next", next)
+	check("one table", &Ruleset{Tables: []*Table{{Family: "ip", Name: "t"}}})
+}
+
+// TestAppendJSONFields: Table.appendJSON writes the fields of Table in this order with
+// these JSON names and omitempty; a field added to Table must be added there too.
+func TestAppendJSONFields(t *testing.T) {
+	want := []string{"family", "name", "flags,omitempty", "comment,omitempty",
+		"chains,omitempty", "sets,omitempty", "objects,omitempty", "flowtables,omitempty"}
+	tt := reflect.TypeFor[Table]()
+	var got []string
+	for i := range tt.NumField() {
+		got = append(got, tt.Field(i).Tag.Get("json"))
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("Table's JSON fields are %q, appendJSON writes %q", got, want)
+	}
+	rt := reflect.TypeFor[Ruleset]()
+	if rt.NumField() != 1 || rt.Field(0).Tag.Get("json") != "tables,omitempty" {
+		t.Fatal("Ruleset's fields changed: update AppendJSON")
 	}
 }
