@@ -17,6 +17,52 @@ func withPosition(m Msg, prev uint64) Msg {
 	return appendAttr(out, nftaRulePosition, b[:])
 }
 
+// ruleUpdates returns the notifications that delete every rule of d, and those that add
+// them back in order, each after its predecessor in the same chain (the first without a
+// position, at the head).
+func ruleUpdates(d *Dump) (dels, adds []Update) {
+	prev := map[[2]string]uint64{}
+	for _, m := range d.Rules {
+		a, _ := msgAttrs(m)
+		k := [2]string{a.str(nftaRuleTable), a.str(nftaRuleChain)}
+		dels = append(dels, Update{Type: MsgDelRule, Msg: m})
+		u := Update{Type: MsgNewRule, Msg: m}
+		if p, ok := prev[k]; ok {
+			u.Msg = withPosition(m, p)
+		}
+		adds = append(adds, u)
+		prev[k] = a.u64(nftaRuleHandle)
+	}
+	return dels, adds
+}
+
+// recreateTables returns the notifications that delete every table of d and create it
+// again with its chains, sets, elements and objects, in dump order (rules not included).
+func recreateTables(d *Dump) []Update {
+	var ups []Update
+	for _, m := range d.Tables {
+		ups = append(ups, Update{Type: MsgDelTable, Msg: m})
+	}
+	for _, m := range d.Tables {
+		ups = append(ups, Update{Type: MsgNewTable, Msg: m})
+	}
+	for _, m := range d.Chains {
+		ups = append(ups, Update{Type: MsgNewChain, Msg: m})
+	}
+	for _, m := range d.Sets {
+		ups = append(ups, Update{Type: MsgNewSet, Msg: m})
+	}
+	for _, se := range d.Elements {
+		for _, m := range se.Msgs {
+			ups = append(ups, Update{Type: MsgNewSetElem, Msg: m})
+		}
+	}
+	for _, m := range d.Objects {
+		ups = append(ups, Update{Type: MsgNewObj, Msg: m})
+	}
+	return ups
+}
+
 // TestApplyRecorded replays recorded dumps: every rule removed and added back, and every
 // table deleted and created again, give the dump's ruleset again; removing an unknown
 // rule is refused.
@@ -30,19 +76,7 @@ func TestApplyRecorded(t *testing.T) {
 			d := cloneDump(rec.dump)
 			// Delete every rule, then add them back in order, each after its predecessor
 			// in the same chain (the first without position, at the head).
-			var dels, adds []Update
-			prev := map[[2]string]uint64{}
-			for _, m := range rec.dump.Rules {
-				a, _ := msgAttrs(m)
-				k := [2]string{a.str(nftaRuleTable), a.str(nftaRuleChain)}
-				dels = append(dels, Update{Type: MsgDelRule, Msg: m})
-				u := Update{Type: MsgNewRule, Msg: m}
-				if p, ok := prev[k]; ok {
-					u.Msg = withPosition(m, p)
-				}
-				adds = append(adds, u)
-				prev[k] = a.u64(nftaRuleHandle)
-			}
+			dels, adds := ruleUpdates(rec.dump)
 			if err := d.Apply(dels); err != nil {
 				t.Fatal(err)
 			}
@@ -55,28 +89,7 @@ func TestApplyRecorded(t *testing.T) {
 			checkSame(t, want, d)
 
 			// Every table deleted and created again, objects in dump order.
-			var ups []Update
-			for _, m := range rec.dump.Tables {
-				ups = append(ups, Update{Type: MsgDelTable, Msg: m})
-			}
-			for _, m := range rec.dump.Tables {
-				ups = append(ups, Update{Type: MsgNewTable, Msg: m})
-			}
-			for _, m := range rec.dump.Chains {
-				ups = append(ups, Update{Type: MsgNewChain, Msg: m})
-			}
-			for _, m := range rec.dump.Sets {
-				ups = append(ups, Update{Type: MsgNewSet, Msg: m})
-			}
-			for _, se := range rec.dump.Elements {
-				for _, m := range se.Msgs {
-					ups = append(ups, Update{Type: MsgNewSetElem, Msg: m})
-				}
-			}
-			for _, m := range rec.dump.Objects {
-				ups = append(ups, Update{Type: MsgNewObj, Msg: m})
-			}
-			ups = append(ups, adds...)
+			ups := append(recreateTables(rec.dump), adds...)
 			if err := d.Apply(ups); err != nil {
 				t.Fatal(err)
 			}
@@ -211,19 +224,7 @@ func TestStateRecorded(t *testing.T) {
 				}
 			}
 			check("read")
-			var dels, adds []Update
-			prev := map[[2]string]uint64{}
-			for _, m := range rec.dump.Rules {
-				a, _ := msgAttrs(m)
-				k := [2]string{a.str(nftaRuleTable), a.str(nftaRuleChain)}
-				dels = append(dels, Update{Type: MsgDelRule, Msg: m})
-				u := Update{Type: MsgNewRule, Msg: m}
-				if p, ok := prev[k]; ok {
-					u.Msg = withPosition(m, p)
-				}
-				adds = append(adds, u)
-				prev[k] = a.u64(nftaRuleHandle)
-			}
+			dels, adds := ruleUpdates(rec.dump)
 			if err := st.Apply(dels); err != nil {
 				t.Fatal(err)
 			}
@@ -247,28 +248,7 @@ func TestStateRecorded(t *testing.T) {
 				t.Fatal(err)
 			}
 			check("rules deleted and added")
-			var ups []Update
-			for _, m := range rec.dump.Tables {
-				ups = append(ups, Update{Type: MsgDelTable, Msg: m})
-			}
-			for _, m := range rec.dump.Tables {
-				ups = append(ups, Update{Type: MsgNewTable, Msg: m})
-			}
-			for _, m := range rec.dump.Chains {
-				ups = append(ups, Update{Type: MsgNewChain, Msg: m})
-			}
-			for _, m := range rec.dump.Sets {
-				ups = append(ups, Update{Type: MsgNewSet, Msg: m})
-			}
-			for _, se := range rec.dump.Elements {
-				for _, m := range se.Msgs {
-					ups = append(ups, Update{Type: MsgNewSetElem, Msg: m})
-				}
-			}
-			for _, m := range rec.dump.Objects {
-				ups = append(ups, Update{Type: MsgNewObj, Msg: m})
-			}
-			ups = append(ups, adds...)
+			ups := append(recreateTables(rec.dump), adds...)
 			if err := st.Apply(ups); err != nil {
 				t.Fatal(err)
 			}

@@ -166,14 +166,8 @@ func newBuilder(d *Dump, cache *Cache, memo *buildMemo) (*builder, error) {
 		b.infos = make(map[chainKey]*chainInfo, len(d.Chains))
 		b.chains = make(map[chainKey]*ruleset.Chain, len(d.Chains))
 	}
-	for _, m := range d.Tables {
-		t, h, err := parseTable(m)
-		if err != nil {
-			return nil, err
-		}
-		b.tables[tableKey{m.Family(), t.Name}] = t
-		b.tableHandles[tableKey{m.Family(), t.Name}] = h
-		b.rs.Tables = append(b.rs.Tables, t)
+	if err := b.addTables(d, true); err != nil {
+		return nil, err
 	}
 	cache.begin(d.Ifnames)
 	for _, m := range d.Chains {
@@ -257,19 +251,30 @@ func (b *builder) addSets(d *Dump) error {
 
 // newRenderer starts a builder that only renders rules (State.quickBuild): tables and
 // sets, nothing else; unknown sets are errors, as in State.Build.
+// addTables parses d's tables into b, and into its model when inModel.
+func (b *builder) addTables(d *Dump, inModel bool) error {
+	for _, m := range d.Tables {
+		t, h, err := parseTable(m)
+		if err != nil {
+			return err
+		}
+		b.tables[tableKey{m.Family(), t.Name}] = t
+		b.tableHandles[tableKey{m.Family(), t.Name}] = h
+		if inModel {
+			b.rs.Tables = append(b.rs.Tables, t)
+		}
+	}
+	return nil
+}
+
 func newRenderer(d *Dump) (*builder, error) {
 	b := &builder{
 		e: &env{ifnames: d.Ifnames}, cache: newKeyCache(), rs: &ruleset.Ruleset{},
 		tables: map[tableKey]*ruleset.Table{}, tableHandles: map[tableKey]uint64{},
 		sets: map[tableKey]map[string]*setSrc{}, strict: true,
 	}
-	for _, m := range d.Tables {
-		t, h, err := parseTable(m)
-		if err != nil {
-			return nil, err
-		}
-		b.tables[tableKey{m.Family(), t.Name}] = t
-		b.tableHandles[tableKey{m.Family(), t.Name}] = h
+	if err := b.addTables(d, false); err != nil {
+		return nil, err
 	}
 	b.cache.begin(d.Ifnames)
 	if err := b.addSets(d); err != nil {

@@ -241,27 +241,25 @@ func (rs *Ruleset) DigestCached(c *DigestCache) Sum {
 	chains := make(map[*Chain]Sum, len(c.chains))
 	sets := make(map[*Set]Sum, len(c.sets))
 	c.Hashed = 0
-	chainSum := func(ch *Chain) Sum {
-		s, ok := c.chains[ch]
-		if !ok {
-			s = ch.Digest()
-			c.Hashed++
-		}
-		chains[ch] = s
-		return s
-	}
-	setSum := func(st *Set) Sum {
-		s, ok := c.sets[st]
-		if !ok {
-			s = st.Digest()
-			c.Hashed++
-		}
-		sets[st] = s
-		return s
-	}
+	chainSum := remembered(c.chains, chains, (*Chain).Digest, &c.Hashed)
+	setSum := remembered(c.sets, sets, (*Set).Digest, &c.Hashed)
 	sum := rs.digest(func(t *Table) Sum { return t.digest(chainSum, setSum) })
 	c.chains, c.sets = chains, sets
 	return sum
+}
+
+// remembered returns f, answered from known where it has the node, counting the nodes it
+// had to compute in computed, and recording every answer in seen (the next call's known).
+func remembered[K comparable, V any](known, seen map[K]V, f func(K) V, computed *int) func(K) V {
+	return func(k K) V {
+		v, ok := known[k]
+		if !ok {
+			v = f(k)
+			*computed++
+		}
+		seen[k] = v
+		return v
+	}
 }
 
 func digests[T any](items []T, f func(T) Sum) []Sum {

@@ -78,39 +78,11 @@ func (t *Table) appendJSON(b []byte, c *JSONCache, chains map[*Chain][]byte,
 	if err != nil {
 		return nil, err
 	}
-	if len(t.Chains) > 0 {
-		b = append(b, `,"chains":[`...)
-		for i, ch := range t.Chains {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			enc, ok := c.chains[ch]
-			if !ok {
-				if enc, err = json.Marshal(ch); err != nil {
-					return nil, err
-				}
-			}
-			chains[ch] = enc
-			b = append(b, enc...)
-		}
-		b = append(b, ']')
+	if b, err = appendNodes(b, "chains", t.Chains, c.chains, chains); err != nil {
+		return nil, err
 	}
-	if len(t.Sets) > 0 {
-		b = append(b, `,"sets":[`...)
-		for i, s := range t.Sets {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			enc, ok := c.sets[s]
-			if !ok {
-				if enc, err = json.Marshal(s); err != nil {
-					return nil, err
-				}
-			}
-			sets[s] = enc
-			b = append(b, enc...)
-		}
-		b = append(b, ']')
+	if b, err = appendNodes(b, "sets", t.Sets, c.sets, sets); err != nil {
+		return nil, err
 	}
 	if len(t.Objects) > 0 {
 		field("objects", t.Objects)
@@ -122,4 +94,30 @@ func (t *Table) appendJSON(b []byte, c *JSONCache, chains map[*Chain][]byte,
 		return nil, err
 	}
 	return append(b, '}'), nil
+}
+
+// appendNodes appends `,"name":[…]` with the encoding of each node, taken from known when
+// it has the node and recorded in seen; nothing when there are no nodes (omitempty).
+func appendNodes[T comparable](b []byte, name string, nodes []T, known, seen map[T][]byte) ([]byte, error) {
+	if len(nodes) == 0 {
+		return b, nil
+	}
+	b = append(b, ',')
+	b = strconv.AppendQuote(b, name)
+	b = append(b, ":["...)
+	for i, n := range nodes {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		enc, ok := known[n]
+		if !ok {
+			var err error
+			if enc, err = json.Marshal(n); err != nil {
+				return nil, err
+			}
+		}
+		seen[n] = enc
+		b = append(b, enc...)
+	}
+	return append(b, ']'), nil
 }
