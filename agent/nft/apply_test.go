@@ -65,6 +65,9 @@ add rule inet fl_apply other counter name "hits"`},
 	{cmds: `delete quota inet fl_apply budget`},
 	{cmds: `chain inet fl_apply input { policy drop; }`},
 	{cmds: `add rule inet fl_apply other position 0 meta mark 1 accept`},
+	// Jumps inside an anonymous verdict map name the chain in the map's elements, not in
+	// the rule: a rename must show in the rule's text.
+	{cmds: `add rule inet fl_apply input meta mark vmap { 1 : jump other, 2 : goto other }`},
 	{cmds: `rename chain inet fl_apply other renamed`, mayRefer: true},
 	{cmds: `flush chain inet fl_apply renamed`},
 	{cmds: `add table ip fl_second
@@ -117,7 +120,8 @@ func TestApplyMatchesRead(t *testing.T) {
 		mustNS(t, ns, "nft", "-f", file)
 		n := nextGen(t, notes, gen)
 		gen = n.Gen
-		want, wgen, err := r.Snapshot()
+		// A reader of its own remembers nothing of earlier reads.
+		want, wgen, err := freshSnapshot(t, ns)
 		if err != nil || wgen != gen {
 			t.Fatalf("step %d: read at generation %d (%v), notified %d", i, wgen, err, gen)
 		}
@@ -134,8 +138,13 @@ func TestApplyMatchesRead(t *testing.T) {
 			if d, _, err = r.ReadDump(); err != nil {
 				t.Fatal(err)
 			}
-			if state, _, _, err = r.ReadState(state); err != nil {
+			var read *ruleset.Ruleset
+			if state, read, _, err = r.ReadState(state); err != nil {
 				t.Fatal(err)
+			}
+			if read.Digest() != want.Digest() {
+				t.Fatalf("step %d (%s): the full read differs from a fresh read:\n%s", i,
+					firstLine(st.cmds), ruleDiff(want, read))
 			}
 			continue
 		}
@@ -239,4 +248,15 @@ func sameRuleTexts(a, b *ruleset.Ruleset) bool {
 		}
 	}
 	return true
+}
+
+// freshSnapshot reads the namespace's ruleset with a new Reader.
+func freshSnapshot(t *testing.T, ns string) (*ruleset.Ruleset, uint32, error) {
+	t.Helper()
+	r, err := Open(ns)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer r.Close()
+	return r.Snapshot()
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"hash/maphash"
 	"maps"
+	"strings"
 
 	"github.com/fenceline/fenceline/shared/ruleset"
 )
@@ -61,11 +62,17 @@ type cachedRule struct {
 	rule *ruleset.Rule
 	// dynTargets are the sets the rule's add/update statements fill (nil for most rules).
 	dynTargets *[]string
+	// namesChains is set when the text names a chain that the rule's message does not:
+	// an anonymous verdict map's elements ("{ 22 : jump a }") are messages of their own.
+	// A renamed chain leaves the rule's message as it was, so such a rule is rendered
+	// again at every build rather than taken from the cache.
+	namesChains bool
 }
 
 func newCachedRule(at *chainKey, out ruleOut) *cachedRule {
 	r := &cachedRule{at: at, key: cacheKey{rule: out.handle},
-		rule: &ruleset.Rule{Text: out.text, Handle: out.handle, Undecoded: out.undecoded}}
+		rule: &ruleset.Rule{Text: out.text, Handle: out.handle, Undecoded: out.undecoded},
+		namesChains: strings.Contains(out.text, ": jump ") || strings.Contains(out.text, ": goto ")}
 	if len(out.dynTargets) > 0 {
 		r.dynTargets = &out.dynTargets
 	}
@@ -128,7 +135,8 @@ func (c *Cache) rule(m Msg, tables map[tableKey]uint64,
 	var id msgID
 	if c.builds && len(m) > 0 {
 		id = msgID{&m[0], len(m)}
-		if r, ok := c.byMsg[id]; ok && tables[tableKey{r.at.fam, r.at.table}] == r.key.table {
+		if r, ok := c.byMsg[id]; ok && !r.namesChains &&
+			tables[tableKey{r.at.fam, r.at.table}] == r.key.table {
 			c.next[r.key] = r
 			c.nextMsg[id] = r
 			c.hits++
@@ -148,7 +156,7 @@ func (c *Cache) rule(m Msg, tables map[tableKey]uint64,
 	// The position attribute of a notification is not part of the rule.
 	sum := c.ruleSum(a)
 	k := cacheKey{th, h}
-	if r := c.find(k); r != nil && r.sum == sum {
+	if r := c.find(k); r != nil && r.sum == sum && !r.namesChains {
 		if c.builds {
 			c.next[k] = r
 		}

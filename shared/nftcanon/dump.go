@@ -48,15 +48,19 @@ type SetRef struct {
 	// the messages lack them); Flags are the set's NFT_SET_* flags.
 	TableHandle, Handle uint64
 	Flags               uint32
+	// Verdicts is set for a verdict map: its elements' jumps and gotos name chains.
+	Verdicts bool
 }
 
 // Constant reports whether the set's elements can no longer change: an anonymous set
 // (constant once its transaction committed) without element timeouts. A constant set
-// with the same table and set handles holds the same elements.
+// with the same table and set handles holds the same elements. A verdict map is never
+// constant here: the kernel prints its jumps with the chains' current names, and a chain
+// can be renamed.
 func (s SetRef) Constant() bool {
 	const anonymous, constant, timeout = 0x1, 0x2, 0x10 // NFT_SET_*
 	return s.Flags&(anonymous|constant) == anonymous|constant && s.Flags&timeout == 0 &&
-		s.Handle != 0 && s.TableHandle != 0
+		s.Handle != 0 && s.TableHandle != 0 && !s.Verdicts
 }
 
 // SetRefs lists the sets of the dump's set messages, in order, so that the reader can
@@ -84,7 +88,7 @@ func SetRefs(tables, sets []Msg) []SetRef {
 		table := a.str(nftaSetTable)
 		out = append(out, SetRef{Family: m.Family(), Table: table, Name: a.str(nftaSetName),
 			TableHandle: th[tableKey{m.Family(), table}], Handle: a.u64(nftaSetHandle),
-			Flags: a.u32(nftaSetFlags)})
+			Flags: a.u32(nftaSetFlags), Verdicts: a.u32(nftaSetDataType) == verdictType})
 	}
 	return out
 }
