@@ -3,6 +3,7 @@ package nftcanon
 import (
 	"encoding/binary"
 	"errors"
+	"strings"
 	"testing"
 
 	"github.com/fenceline/fenceline/shared/ruleset"
@@ -134,9 +135,20 @@ func TestBuildCached(t *testing.T) {
 				t.Fatalf("%s: cached build %d differs", rec.name, i)
 			}
 		}
-		if c.Hits() != len(rec.dump.Rules) || c.idHits != c.Hits() {
+		// Rules that jump through an anonymous verdict map are rendered every time.
+		cacheable := len(rec.dump.Rules)
+		for _, tb := range want.Tables {
+			for _, ch := range tb.Chains {
+				for _, r := range ch.Rules {
+					if strings.Contains(r.Text, ": jump ") || strings.Contains(r.Text, ": goto ") {
+						cacheable--
+					}
+				}
+			}
+		}
+		if c.Hits() != cacheable || c.idHits != c.Hits() {
 			t.Errorf("%s: %d cache hits (%d by message identity) on the second build, want %d",
-				rec.name, c.Hits(), c.idHits, len(rec.dump.Rules))
+				rec.name, c.Hits(), c.idHits, cacheable)
 		}
 	}
 }
@@ -266,7 +278,7 @@ func TestStateRecorded(t *testing.T) {
 			}
 			cacheable := 0
 			for _, r := range st.rules {
-				if r.key.table != 0 && r.key.rule != 0 {
+				if r.key.table != 0 && r.key.rule != 0 && !r.namesChains {
 					cacheable++
 				}
 			}

@@ -71,7 +71,7 @@ type cachedRule struct {
 
 func newCachedRule(at *chainKey, out ruleOut) *cachedRule {
 	r := &cachedRule{at: at, key: cacheKey{rule: out.handle},
-		rule: &ruleset.Rule{Text: out.text, Handle: out.handle, Undecoded: out.undecoded},
+		rule:        &ruleset.Rule{Text: out.text, Handle: out.handle, Undecoded: out.undecoded},
 		namesChains: strings.Contains(out.text, ": jump ") || strings.Contains(out.text, ": goto ")}
 	if len(out.dynTargets) > 0 {
 		r.dynTargets = &out.dynTargets
