@@ -245,3 +245,34 @@ func chainRules(rs *ruleset.Ruleset, family, table, chain string) []string {
 	}
 	return out
 }
+
+// TestObserveNewInterface: an interface created after the agent read the ruleset is
+// printed by name in a rule added later (nft prints `iif "fl-v0"`, not its index), and a
+// rename shows in the rules that match it at the next generation.
+func TestObserveNewInterface(t *testing.T) {
+	requireKernel(t)
+	ns := newNS(t, "obs-if")
+	loadRuleset(t, ns, filterRules)
+	o := startObserver(t, ns, nil)
+	o.waitEvents(t, 1, 5*time.Second)
+	inNS(t, ns, "ip", "link", "add", "fl-v0", "type", "veth", "peer", "name", "fl-p0")
+	inNS(t, ns, "nft", "add rule inet fw input iif fl-v0 accept")
+	e := o.waitEvents(t, 1, 5*time.Second)[0]
+	if len(e.Changes) != 1 || e.Changes[0].Rule != `iif "fl-v0" accept` {
+		t.Fatalf("event:\n%s%+v", describe([]*event.Event{e}), e.Changes)
+	}
+	inNS(t, ns, "ip", "link", "set", "fl-v0", "name", "fl-v1")
+	inNS(t, ns, "nft", "add rule inet fw input iif fl-v1 drop")
+	evs := o.untilSentinel(t, ns)
+	var got []string
+	for _, e := range evs {
+		for _, c := range e.Changes {
+			got = append(got, string(c.Kind)+" "+c.Rule)
+		}
+	}
+	want := []string{`rule_removed iif "fl-v0" accept`, `rule_added iif "fl-v1" accept`,
+		`rule_added iif "fl-v1" drop`}
+	if !slices.Equal(got, want) {
+		t.Fatalf("after the rename: %q, want %q\n%s", got, want, describe(evs))
+	}
+}

@@ -3,6 +3,7 @@ package agent
 import (
 	"errors"
 	"fmt"
+	"maps"
 
 	"github.com/fenceline/fenceline/agent/nft"
 	"github.com/fenceline/fenceline/shared/event"
@@ -15,6 +16,8 @@ import (
 // to it instead of reading the whole ruleset for every generation.
 type stateSource interface {
 	ReadState(prev *nftcanon.State) (*nftcanon.State, *ruleset.Ruleset, uint32, error)
+	// Interfaces are the namespace's interface names by index now.
+	Interfaces() (map[uint32]string, error)
 }
 
 // tracker follows the ruleset generation by generation. It holds the state of the last
@@ -94,6 +97,15 @@ var errNeedRead = errors.New("generation needs a full read")
 func (t *tracker) apply(n nft.Notification) (*ruleset.Ruleset, error) {
 	if t.state == nil || !n.Complete || n.Overrun || n.Gen != t.gen+1 {
 		return nil, errNeedRead
+	}
+	// Rules print interfaces by name: with an interface added, removed or renamed since
+	// the state was read, a new rule would print an index, and old ones a stale name.
+	names, err := t.states.Interfaces()
+	if err != nil {
+		return nil, fmt.Errorf("%w: interfaces: %v", errNeedRead, err)
+	}
+	if !maps.Equal(names, t.state.Ifnames()) {
+		return nil, fmt.Errorf("%w: interfaces changed", errNeedRead)
 	}
 	if err := t.state.Apply(n.Updates); err != nil {
 		t.state = nil // undefined after a failed Apply; its rendered rules stay usable

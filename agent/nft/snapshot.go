@@ -52,6 +52,18 @@ func (r *Reader) ReadDump() (*nftcanon.Dump, uint32, error) {
 	return d, gen, nil
 }
 
+// Interfaces returns the namespace's interface names by index, as a read records them
+// (nftcanon.State.Ifnames): rules print `iif` and `oif` with them.
+func (r *Reader) Interfaces() (map[uint32]string, error) {
+	var names map[uint32]string
+	err := r.withConn(func(*netlink.Conn) error {
+		var err error
+		names, err = ifnames(r.nsfd())
+		return err
+	})
+	return names, err
+}
+
 // ReadState reads what ReadDump does into a State: rules are rendered as each part of
 // their dump arrives and only their rendered form is kept, so that a read of a big
 // ruleset never holds its raw rule messages. Rules of prev (a State read before, or nil)

@@ -121,6 +121,9 @@ func (st *State) dropAnonymous() {
 	st.d.Elements = slices.Clip(st.d.Elements)
 }
 
+// Ifnames are the interface names by index the State's rules were rendered with.
+func (st *State) Ifnames() map[uint32]string { return st.d.Ifnames }
+
 // RuleCount reports how many rules the State holds.
 func (st *State) RuleCount() int { return len(st.rules) }
 
