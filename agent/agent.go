@@ -213,7 +213,7 @@ func (a *Agent) observe(ctx context.Context) error {
 		return fmt.Errorf("watch nftables: %w", err)
 	}
 	tr := newTracker(a.src)
-	rs, gen, err := tr.read()
+	rs, gen, err := a.firstRead(ctx, tr)
 	if err != nil {
 		return fmt.Errorf("read nftables: %w", err)
 	}
@@ -359,6 +359,26 @@ func (a *Agent) recheck(tr *tracker) error {
 	}
 	tr.backstopGen = 0
 	return a.reconcile(tr, "backstop re-read found a change no notification reported", false)
+}
+
+// firstRead reads the starting state. A ruleset that changes during every read attempt
+// (a stream of commits) is read again after a pause, doubling up to 5 s, until it holds
+// still; other errors end the agent.
+func (a *Agent) firstRead(ctx context.Context, tr *tracker) (*ruleset.Ruleset, uint32, error) {
+	wait := 100 * time.Millisecond
+	for {
+		rs, gen, err := tr.read()
+		if !errors.Is(err, nft.ErrUnstable) {
+			return rs, gen, err
+		}
+		a.log.Warn("ruleset changing during every read; reading again", "err", err, "retry_in", wait)
+		select {
+		case <-ctx.Done():
+			return nil, 0, ctx.Err()
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 5*time.Second)
+	}
 }
 
 // readFailed logs a failed read. A read can fail transiently (a table deleted mid-dump);

@@ -2,8 +2,10 @@ package agent
 
 import (
 	"bytes"
+	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -12,6 +14,7 @@ import (
 	"time"
 
 	"github.com/fenceline/fenceline/agent/identity"
+	"github.com/fenceline/fenceline/agent/nft"
 	"github.com/fenceline/fenceline/shared/event"
 	"github.com/fenceline/fenceline/shared/ruleset"
 )
@@ -225,4 +228,43 @@ func metricValue(t *testing.T, a *Agent, name string) float64 {
 	}
 	t.Fatalf("no metric %s", name)
 	return 0
+}
+
+// unstableSource is a ruleset that changes during its first reads.
+type unstableSource struct {
+	unstable int // reads left that fail
+	rs       *ruleset.Ruleset
+}
+
+func (s *unstableSource) Snapshot() (*ruleset.Ruleset, uint32, error) {
+	if s.unstable > 0 {
+		s.unstable--
+		return nil, 0, nft.ErrUnstable
+	}
+	return s.rs, 7, nil
+}
+
+func (s *unstableSource) Watch(ctx context.Context) (<-chan nft.Notification, error) {
+	return make(chan nft.Notification), nil
+}
+
+// TestFirstReadWaitsForStillRuleset: at start, a ruleset that changes during every read
+// attempt (a stream of commits) is read again after a pause instead of ending the agent.
+func TestFirstReadWaitsForStillRuleset(t *testing.T) {
+	logs := &syncBuffer{}
+	a := newDeliveryAgent(t, logs, nil)
+	src := &unstableSource{unstable: 2, rs: bigRuleset(3)}
+	rs, gen, err := a.firstRead(context.Background(), newTracker(src))
+	if err != nil || gen != 7 || rs.Digest() != src.rs.Digest() || src.unstable != 0 {
+		t.Fatalf("first read: gen %d, %v; %d unstable reads left", gen, err, src.unstable)
+	}
+	if n := strings.Count(logs.String(), "ruleset changing during every read"); n != 2 {
+		t.Fatalf("%d warnings, want 2:\n%s", n, logs.String())
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	src.unstable = 1
+	if _, _, err := a.firstRead(ctx, newTracker(src)); !errors.Is(err, context.Canceled) {
+		t.Fatalf("stopped while waiting: %v", err)
+	}
 }
