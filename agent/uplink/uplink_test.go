@@ -129,8 +129,10 @@ func TestLinkStatusAndLogs(t *testing.T) {
 		ConnectRetry: 50 * time.Millisecond}, ob, nil, log)
 	run(t, u)
 
+	// The status counts an attempt before its log line is written: wait for both.
 	waitFor(t, 10*time.Second, "three failed attempts", func() bool {
-		return u.Status().FailedAttempts >= 3
+		return u.Status().FailedAttempts >= 3 &&
+			len(logs.lines("level=DEBUG", "broker still unreachable")) >= 2
 	})
 	st := u.Status()
 	if st.Connected || st.Broker != broker || !strings.Contains(st.Error, "connection refused") {
