@@ -243,6 +243,8 @@ func (a *Agent) observe(ctx context.Context) error {
 	defer backstop.Stop()
 	nsCheck := time.NewTicker(namespaceCheckInterval)
 	defer nsCheck.Stop()
+	expiryCheck := time.NewTicker(time.Second)
+	defer expiryCheck.Stop()
 	for {
 		select {
 		case <-ctx.Done():
@@ -250,6 +252,14 @@ func (a *Agent) observe(ctx context.Context) error {
 		case <-nsCheck.C:
 			if err := a.checkNamespace(); err != nil {
 				return err
+			}
+		case now := <-expiryCheck.C:
+			if !tr.expiry.IsZero() && !now.Before(tr.expiry) {
+				tr.expiry = time.Time{} // a read sets the next; a failed one leaves it to the backstop
+				if err := a.reconcile(tr, "set elements timed out (the kernel does not "+
+					"announce that)", false); err != nil {
+					return err
+				}
 			}
 		case n, ok := <-notes:
 			if !ok {

@@ -276,3 +276,31 @@ func TestObserveNewInterface(t *testing.T) {
 		t.Fatalf("after the rename: %q, want %q\n%s", got, want, describe(evs))
 	}
 }
+
+// TestObserveElementTimeout: the kernel announces no element that times out. The agent
+// reads when the first element of a configuration set is due and reports its removal on
+// its own, as a reconcile without a committer; a commit after it is its own change.
+func TestObserveElementTimeout(t *testing.T) {
+	requireKernel(t)
+	ns := newNS(t, "obs-expire")
+	loadRuleset(t, ns, filterRules+`add set inet fw tmp { type ipv4_addr; flags timeout; }
+`)
+	o := startObserver(t, ns, nil)
+	o.waitEvents(t, 1, 5*time.Second)
+	inNS(t, ns, "nft", "add element inet fw tmp { 198.18.0.9 timeout 2s, 198.18.0.10 }")
+	added := o.waitEvents(t, 1, 5*time.Second)[0]
+	if added.Kind != event.Change || len(added.Changes) != 2 {
+		t.Fatalf("elements added:\n%s", describe([]*event.Event{added}))
+	}
+	e := o.waitEvents(t, 1, 6*time.Second)[0]
+	if e.Kind != event.Reconcile || e.Committer != nil || len(e.Changes) != 1 ||
+		e.Changes[0].Kind != ruleset.ElementRemoved || !strings.HasPrefix(e.Changes[0].Element, "198.18.0.9") ||
+		!strings.Contains(e.Note, "timed out") {
+		t.Fatalf("expiry:\n%s%+v", describe([]*event.Event{e}), e.Changes)
+	}
+	inNS(t, ns, "nft", "add rule inet fw input tcp dport 9 drop")
+	c := o.waitEvents(t, 1, 5*time.Second)[0]
+	if len(c.Changes) != 1 || c.Changes[0].Kind != ruleset.RuleAdded || c.Committer == nil {
+		t.Fatalf("the next commit:\n%s%+v", describe([]*event.Event{c}), c.Changes)
+	}
+}

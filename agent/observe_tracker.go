@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"time"
 
 	"github.com/fenceline/fenceline/agent/nft"
 	"github.com/fenceline/fenceline/shared/event"
@@ -38,6 +39,16 @@ type tracker struct {
 	// notifications to arrive (see backstop).
 	backstopGen uint32
 	applied     int // generations applied from notifications, for tests and logs
+	// expiry is when the first element of a configuration set in the tracked state times
+	// out (zero: none will). The kernel sends nothing then; the agent reads at that time.
+	expiry time.Time
+}
+
+// noteExpiry keeps the sooner of the tracked expiry and one d from now.
+func (t *tracker) noteExpiry(d time.Duration, ok bool) {
+	if at := time.Now().Add(d); ok && (t.expiry.IsZero() || at.Before(t.expiry)) {
+		t.expiry = at
+	}
 }
 
 func newTracker(src Source) *tracker {
@@ -70,13 +81,15 @@ func (t *tracker) read() (*ruleset.Ruleset, uint32, error) {
 		return nil, 0, err
 	}
 	t.state, t.prev, t.rs, t.gen = st, st, rs, gen
+	t.expiry = time.Time{}
+	t.noteExpiry(st.Expiry())
 	return rs, gen, nil
 }
 
-// TODO: the kernel sends no notification when a set element's timeout expires: the
-// tracked state keeps it until the next full read, and when a commit's generation is
-// what causes that read, the expiry goes out in that commit's event with its committer.
-// Scheduling a read at the earliest element expiry, reported on its own, would fix both.
+// TODO: the kernel sends no notification when a set element's timeout expires; the agent
+// reads when the first one is due (tracker.expiry, checked every second). A commit in the
+// second after an expiry whose generation needs a full read still reports the expiry in
+// its own event, with its committer.
 
 // errNeedRead says a notification cannot be applied and the ruleset must be read.
 var errNeedRead = errors.New("generation needs a full read")
@@ -126,6 +139,7 @@ func (t *tracker) apply(n nft.Notification) (*ruleset.Ruleset, error) {
 	}
 	t.rs, t.gen = rs, n.Gen
 	t.applied++
+	t.noteExpiry(nftcanon.Expiry(rs, n.Updates))
 	return rs, nil
 }
 
