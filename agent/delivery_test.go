@@ -4,16 +4,13 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
-	"github.com/fenceline/fenceline/agent/identity"
 	"github.com/fenceline/fenceline/agent/nft"
 	"github.com/fenceline/fenceline/shared/event"
 	"github.com/fenceline/fenceline/shared/ruleset"
@@ -42,25 +39,8 @@ func (s *syncBuffer) String() string {
 // starts it.
 func newDeliveryAgent(t *testing.T, logs *syncBuffer, conf func(*Config)) *Agent {
 	t.Helper()
-	_, key, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := &Config{
-		StateDir:          t.TempDir(),
-		HeartbeatInterval: time.Hour,
-		Nftables:          NftablesConfig{BackstopInterval: time.Hour},
-		Broker:            BrokerConfig{URL: "tcp://127.0.0.1:1"},
-	}
-	if conf != nil {
-		conf(cfg)
-	}
-	id := &identity.Identity{Tenant: "acme", Device: "fw-1", Key: key}
 	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	a, err := New(cfg, id, nil, log)
-	if err != nil {
-		t.Fatal(err)
-	}
+	a := newTestAgent(t, nil, log, conf)
 	t.Cleanup(func() { a.Close() })
 	return a
 }

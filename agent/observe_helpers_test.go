@@ -63,9 +63,11 @@ func startObserverWith(t *testing.T, ns string, setup func(*nft.Reader), conf fu
 	return startObserverSource(t, r, r, conf)
 }
 
-// startObserverSource starts an agent on src, which reads through r (src may wrap r to
-// lose notifications on purpose).
-func startObserverSource(t testing.TB, r *nft.Reader, src Source, conf func(*Config)) *observer {
+// newTestAgent is an agent of device acme/fw-1 with a fresh key, on a real outbox in a
+// temporary state directory, reading src (nil: none); conf may change its configuration.
+// Its uplink is never started by it (the broker address is never dialled). The caller
+// closes it.
+func newTestAgent(t testing.TB, src Source, log *slog.Logger, conf func(*Config)) *Agent {
 	t.Helper()
 	_, key, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
@@ -75,17 +77,24 @@ func startObserverSource(t testing.TB, r *nft.Reader, src Source, conf func(*Con
 		StateDir:          stateDir(t),
 		HeartbeatInterval: time.Hour,
 		Nftables:          NftablesConfig{BackstopInterval: time.Hour},
-		// Never dialled: the uplink does not run in these tests.
-		Broker: BrokerConfig{URL: "tcp://127.0.0.1:1"},
+		Broker:            BrokerConfig{URL: "tcp://127.0.0.1:1"},
 	}
 	if conf != nil {
 		conf(cfg)
 	}
 	id := &identity.Identity{Tenant: "acme", Device: "fw-1", Key: key}
-	a, err := New(cfg, id, src, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	a, err := New(cfg, id, src, log)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return a
+}
+
+// startObserverSource starts an agent on src, which reads through r (src may wrap r to
+// lose notifications on purpose).
+func startObserverSource(t testing.TB, r *nft.Reader, src Source, conf func(*Config)) *observer {
+	t.Helper()
+	a := newTestAgent(t, src, slog.New(slog.NewTextHandler(io.Discard, nil)), conf)
 	ctx, cancel := context.WithCancel(context.Background())
 	o := &observer{a: a, reader: r, cancel: cancel, done: make(chan error, 1)}
 	go func() { o.done <- a.observe(ctx) }()
