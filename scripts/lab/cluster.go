@@ -24,6 +24,8 @@ type Cluster struct {
 	// admin token all nodes share.
 	Netns, Broker, Token string
 	Nodes                []*Node
+	// Mosquitto is the broker's process.
+	Mosquitto *Proc
 	// HTTP reaches the nodes' APIs inside the namespace.
 	HTTP *http.Client
 }
@@ -102,8 +104,8 @@ func (c *Cluster) startMosquitto() error {
 	if err != nil {
 		return err
 	}
-	if _, err := c.lab.Start("mosquitto", nil, "ip", "netns", "exec", c.Netns, bin, "-c",
-		conf); err != nil {
+	if c.Mosquitto, err = c.lab.Start("mosquitto", nil, "ip", "netns", "exec", c.Netns, bin,
+		"-c", conf); err != nil {
 		return err
 	}
 	c.Broker = "tcp://127.0.0.1:1883"

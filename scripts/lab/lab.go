@@ -252,6 +252,38 @@ func (p *Proc) Args() []string { return p.args }
 // Pid is the process id.
 func (p *Proc) Pid() int { return p.cmd.Process.Pid }
 
+// CPU is the processor time (user and system, all threads) the process has used so far.
+// `ip netns exec` replaces itself with the program it runs, so this is the program's.
+func (p *Proc) CPU() (time.Duration, error) { return ProcessCPU(p.Pid()) }
+
+// ProcessCPU reads a process's user and system time from /proc/PID/stat.
+func ProcessCPU(pid int) (time.Duration, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	// The command name (field 2) may hold spaces; the fields after it do not.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0, fmt.Errorf("/proc/%d/stat: no command name", pid)
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 13 {
+		return 0, fmt.Errorf("/proc/%d/stat: %d fields", pid, len(f))
+	}
+	// utime and stime are fields 14 and 15 of the line, in clock ticks; Linux reports
+	// them in USER_HZ, which is 100 on every architecture Go supports there.
+	var ticks int64
+	for _, s := range f[11:13] {
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("/proc/%d/stat: %w", pid, err)
+		}
+		ticks += n
+	}
+	return time.Duration(ticks) * 10 * time.Millisecond, nil
+}
+
 // Exited reports whether the process has ended.
 func (p *Proc) Exited() bool {
 	select {

@@ -118,13 +118,17 @@ func run() error {
 	fmt.Printf("messages: %d signed change events from %d agents, %d bytes each\n", total,
 		o.devices, size)
 
+	meter := newCPUMeter(c)
 	bare, err := bareSubscriber(c, devs)
 	if err != nil {
 		return err
 	}
 	fmt.Printf("bare subscriber (same Mosquitto, QoS 1): %d messages in %s = %.0f msg/s\n",
 		total, bare.Round(time.Millisecond), float64(total)/bare.Seconds())
+	meter.report(total, bare)
 
+	meter = newCPUMeter(c)
+	meter = newCPUMeter(c)
 	start := time.Now()
 	var wg sync.WaitGroup
 	for _, d := range devs {
@@ -163,8 +167,52 @@ func run() error {
 	fmt.Printf("3-node cluster (fsync): %d events committed and acked in %s = %.0f events/s "+
 		"(%.0f%% of the bare subscriber)\n", total, took.Round(time.Millisecond),
 		float64(total)/took.Seconds(), 100*bare.Seconds()/took.Seconds())
+	meter.report(total, took)
 
 	return latency(fleet, devs, o)
+}
+
+// cpuMeter reads the processor time of the broker, of every node and of this process
+// (the publishing and subscribing clients) at its start, and reports what each used
+// since then.
+type cpuMeter struct {
+	names []string
+	pids  []int
+	start []time.Duration
+}
+
+func newCPUMeter(c *lab.Cluster) *cpuMeter {
+	m := &cpuMeter{names: []string{"mosquitto", "clients"},
+		pids: []int{c.Mosquitto.Pid(), os.Getpid()}}
+	for _, nd := range c.Nodes {
+		m.names = append(m.names, nd.ID)
+		m.pids = append(m.pids, nd.Pid())
+	}
+	m.start = m.read()
+	return m
+}
+
+func (m *cpuMeter) read() []time.Duration {
+	out := make([]time.Duration, len(m.pids))
+	for i, pid := range m.pids {
+		out[i], _ = lab.ProcessCPU(pid) // a process that ended counts as nothing
+	}
+	return out
+}
+
+// report prints each process's CPU time since the start, and the total per message.
+func (m *cpuMeter) report(messages int, wall time.Duration) {
+	now := m.read()
+	var total time.Duration
+	var parts []string
+	for i, name := range m.names {
+		d := max(0, now[i]-m.start[i])
+		total += d
+		parts = append(parts, fmt.Sprintf("%s %.2f s", name, d.Seconds()))
+	}
+	fmt.Printf("  CPU: %s; total %.2f s = %.0f µs per message, %.2f cores busy\n",
+		strings.Join(parts, ", "), total.Seconds(),
+		float64(total.Microseconds())/float64(messages), total.Seconds()/wall.Seconds())
 }
 
 // bareSubscriber publishes the same envelopes on topics no aggregator subscribes to and
