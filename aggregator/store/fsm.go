@@ -16,10 +16,17 @@ import (
 	bolt "go.etcd.io/bbolt"
 )
 
-// fsm is the replicated state machine. Its state lives in its own bbolt file, which is
-// durable by itself: every Apply commits (fsync) the state change together with the raft
-// index it came from, so after a restart the entries raft replays at or below that index
-// are skipped rather than applied twice.
+// fsm is the replicated state machine. Its state lives in its own bbolt file: every
+// Apply commits the state change together with the raft index it came from, so after a
+// restart the entries raft replays at or below that index are skipped rather than applied
+// twice.
+//
+// Durability. The raft log is synced at every write; the state file is not (see
+// unsynced.go): a commit reaches the page cache, which outlives a crashed or killed
+// process but not the machine. A marker file names the boot whose unsynced writes the
+// state file holds; opened after the machine restarted, the file is discarded and raft
+// rebuilds it from the newest snapshot (synced) and the log after it. A clean close
+// syncs the file and removes the marker.
 //
 // Determinism contract. Apply must compute the same state from the same log on every
 // node, today and when the log is replayed by a later version. Inside Apply and
@@ -48,6 +55,9 @@ type fsm struct {
 	// failed is set when a state write failed; the FSM then applies nothing more until
 	// restarted, so the file never skips an entry.
 	failed atomic.Pointer[error]
+	// bootID names the machine's current boot; empty when it cannot be read, and then
+	// every commit is synced.
+	bootID string
 }
 
 // applyResult is what Apply returns through the raft future.
@@ -60,10 +70,14 @@ type applyResult struct {
 // (a duplicate or out-of-sequence event: an answer, not an error).
 var errRejected = errors.New("rejected")
 
+// boltOptions open the raft log, which is synced at every write.
 var boltOptions = &bolt.Options{Timeout: 5 * time.Second}
 
 func openFSM(path string, log *slog.Logger) (*fsm, error) {
-	f := &fsm{path: path, log: log}
+	f := &fsm{path: path, log: log, bootID: readBootID()}
+	if err := f.checkUnsynced(); err != nil {
+		return nil, err
+	}
 	if err := f.open(); err != nil {
 		return nil, err
 	}
@@ -71,7 +85,14 @@ func openFSM(path string, log *slog.Logger) (*fsm, error) {
 }
 
 func (f *fsm) open() error {
-	db, err := bolt.Open(f.path, 0o600, boltOptions)
+	db, err := bolt.Open(f.path, 0o600, &bolt.Options{
+		Timeout: 5 * time.Second,
+		NoSync:  f.bootID != "",
+		// The free list is rebuilt by a scan at open instead of written at every
+		// commit; a map keeps it cheap to search as the file grows.
+		NoFreelistSync: true,
+		FreelistType:   bolt.FreelistMapType,
+	})
 	if err != nil {
 		return fmt.Errorf("open state %s: %w", f.path, err)
 	}
@@ -99,9 +120,16 @@ func (f *fsm) close() error {
 		return nil
 	}
 	forgetDevCache(f.db)
-	err := f.db.Close()
+	var errs []error
+	if f.db.NoSync {
+		errs = append(errs, f.db.Sync())
+	}
+	errs = append(errs, f.db.Close())
 	f.db = nil
-	return err
+	if err := errors.Join(errs...); err != nil {
+		return err // the marker stays: the file is not known to be synced
+	}
+	return f.markSynced()
 }
 
 // appliedIndex is the last raft index in the state file.

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -156,6 +158,74 @@ func TestFSMSkipsApplied(t *testing.T) {
 	applyAll(f, logs)
 	if got := dump(t, f); got != want {
 		t.Fatalf("replay changed the state:\n%s\n---\n%s", want, got)
+	}
+}
+
+// TestFSMUnsyncedState: the state file is written without sync. After the process ends
+// without closing (killed), the same boot reopens it whole; after the machine restarted
+// (a marker naming another boot) it is discarded, for raft to rebuild from the snapshot
+// and the log; a clean close syncs it and removes the marker.
+func TestFSMUnsyncedState(t *testing.T) {
+	boot := readBootID()
+	if boot == "" {
+		t.Skip("no boot id here: every commit is synced")
+	}
+	logs := testLog(t)
+	f := newTestFSM(t)
+	if !f.db.NoSync {
+		t.Fatal("the state file is synced at every commit")
+	}
+	applyAll(f, logs)
+	want := dump(t, f)
+	empty := dump(t, newTestFSM(t))
+	if b, err := os.ReadFile(f.markerPath()); err != nil || string(b) != boot {
+		t.Fatalf("marker %q (%v), want this boot %q", b, err, boot)
+	}
+	kill := func(f *fsm) { // the process ends without closing the file
+		forgetDevCache(f.db)
+		if err := f.db.Close(); err != nil {
+			t.Fatal(err)
+		}
+		f.db = nil
+	}
+	reopen := func() *fsm {
+		g, err := openFSM(f.path, testenv.Logger(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { g.close() })
+		return g
+	}
+
+	kill(f)
+	g := reopen()
+	if g.appliedIndex() != uint64(len(logs)) || dump(t, g) != want {
+		t.Fatalf("after a kill: applied index %d, state changed", g.appliedIndex())
+	}
+
+	kill(g)
+	if err := os.WriteFile(f.markerPath(), []byte("another-boot"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	g = reopen()
+	if g.appliedIndex() != 0 || dump(t, g) != empty {
+		t.Fatalf("after a machine restart: applied index %d, state not discarded",
+			g.appliedIndex())
+	}
+	applyAll(g, logs)
+	if dump(t, g) != want {
+		t.Fatal("state rebuilt from the log differs")
+	}
+
+	if err := g.close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(f.markerPath()); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("marker after a clean close: %v", err)
+	}
+	g = reopen()
+	if g.appliedIndex() != uint64(len(logs)) {
+		t.Fatalf("after a clean close: applied index %d", g.appliedIndex())
 	}
 }
 

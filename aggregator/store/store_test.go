@@ -301,34 +301,55 @@ func TestRestart(t *testing.T) {
 }
 
 // TestSnapshotRestore takes a raft snapshot, loses the state file, and restarts: raft
-// restores the snapshot and replays the log after it.
+// restores the snapshot and replays the log after it. The state file is lost either by
+// removal or by a machine restart before its writes were synced (a marker from another
+// boot: the store discards the damaged file itself).
 func TestSnapshotRestore(t *testing.T) {
-	cfg := teststore.StoreConfig(t.TempDir(), testenv.FreeAddr(t))
-	s := teststore.OpenStore(t, cfg)
-	a := testenv.NewAgent("acme", "fw1")
-	teststore.Enroll(t, s, a)
-	env, _ := a.Next(event.Baseline)
-	appendEvent(t, s, a, env)
-	if err := s.Snapshot(); err != nil {
-		t.Fatal(err)
-	}
-	env, _ = a.Next(event.Change, ruleset.Change{Kind: ruleset.TableAdded, Family: "ip", Table: "x"})
-	appendEvent(t, s, a, env)
-	before := snapshotOf(t, s)
-	if err := s.Shutdown(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Remove(filepath.Join(cfg.Dir, "state.db")); err != nil {
-		t.Fatal(err)
-	}
+	for _, lose := range []struct {
+		name string
+		do   func(dir string) error
+	}{
+		{"removed", func(dir string) error { return os.Remove(filepath.Join(dir, "state.db")) }},
+		{"unsynced at a machine restart", func(dir string) error {
+			// Pages lost in the power cut: the file as bbolt cannot read it.
+			if err := os.WriteFile(filepath.Join(dir, "state.db"), make([]byte, 8192),
+				0o600); err != nil {
+				return err
+			}
+			return os.WriteFile(filepath.Join(dir, "state.db.unsynced"), []byte("another-boot"),
+				0o600)
+		}},
+	} {
+		t.Run(lose.name, func(t *testing.T) {
+			cfg := teststore.StoreConfig(t.TempDir(), testenv.FreeAddr(t))
+			s := teststore.OpenStore(t, cfg)
+			a := testenv.NewAgent("acme", "fw1")
+			teststore.Enroll(t, s, a)
+			env, _ := a.Next(event.Baseline)
+			appendEvent(t, s, a, env)
+			if err := s.Snapshot(); err != nil {
+				t.Fatal(err)
+			}
+			env, _ = a.Next(event.Change,
+				ruleset.Change{Kind: ruleset.TableAdded, Family: "ip", Table: "x"})
+			appendEvent(t, s, a, env)
+			before := snapshotOf(t, s)
+			if err := s.Shutdown(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if err := lose.do(cfg.Dir); err != nil {
+				t.Fatal(err)
+			}
 
-	s = teststore.OpenStore(t, cfg)
-	testenv.WaitFor(t, 5*time.Second, "log replay", func() bool {
-		return snapshotOf(t, s) == before
-	})
-	d, err := s.Device("acme", "fw1")
-	if err != nil || d.HeadSeq != 2 {
-		t.Fatalf("device after restore: %+v %v", d, err)
+			s = teststore.OpenStore(t, cfg)
+			testenv.WaitFor(t, 5*time.Second, "log replay", func() bool {
+				return snapshotOf(t, s) == before
+			})
+			d, err := s.Device("acme", "fw1")
+			if err != nil || d.HeadSeq != 2 {
+				t.Fatalf("device after restore: %+v %v", d, err)
+			}
+		})
 	}
 }
 
