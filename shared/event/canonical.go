@@ -45,6 +45,14 @@ func CheckCanonical(b []byte) error {
 // CheckSubset walks a JSON document and rejects what the safe subset excludes: nulls,
 // non-integer or out-of-range numbers, and keys that are not printable ASCII.
 func CheckSubset(b []byte) error {
+	if inSubset(b) {
+		return nil
+	}
+	// Decoding says what is wrong, where (or that nothing is: inSubset may be unsure).
+	return checkSubsetDecoded(b)
+}
+
+func checkSubsetDecoded(b []byte) error {
 	d := json.NewDecoder(bytes.NewReader(b))
 	d.UseNumber()
 	var v any

@@ -1,0 +1,7 @@
+package event
+
+// Internals the external tests check.
+var (
+	InSubset           = inSubset
+	CheckSubsetDecoded = checkSubsetDecoded
+)
