@@ -67,6 +67,7 @@ type Server struct {
 	log   *slog.Logger
 	mux   *http.ServeMux
 	fwd   http.RoundTripper // to the leader
+	probe store.MemberProbe // asks a joining node its log format
 }
 
 // New returns the API for st.
@@ -82,6 +83,7 @@ func New(cfg Config, st *store.Store, log *slog.Logger) *Server {
 	}
 	s := &Server{cfg: cfg, store: st, log: log.With("component", "api"), mux: http.NewServeMux(),
 		fwd: newForwardTransport(st)}
+	s.probe = newMemberProbe(cfg.AdminToken, s.fwd)
 	s.routes()
 	return s
 }

@@ -1,7 +1,12 @@
 package api
 
 import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
 	"net/http"
+	"strings"
 
 	"github.com/fenceline/fenceline/aggregator/store"
 )
@@ -25,6 +30,9 @@ type JoinRequest struct {
 	ID       string `json:"id"`
 	RaftAddr string `json:"raft_addr"`
 	APIURL   string `json:"api_url"`
+	// LogFormat is the newest raft log format the node reads (store.LogFormat). When it
+	// is not given, the leader asks the node's API; a node that does not say reads 1.
+	LogFormat int `json:"log_format,omitempty"`
 }
 
 // RemoveRequest is the body of POST /v1/cluster/remove.
@@ -60,7 +68,13 @@ func (s *Server) clusterJoin(w http.ResponseWriter, r *http.Request) error {
 			"which serves one node only: set broker.url to an external broker (e.g. Mosquitto) "+
 			"on every node before forming a cluster")
 	}
-	n := store.Node{ID: req.ID, RaftAddr: req.RaftAddr, APIURL: req.APIURL}
+	if req.LogFormat == 0 && req.APIURL != "" {
+		// An error leaves 0: Join then refuses the node if the cluster writes a newer
+		// format, and says why.
+		req.LogFormat, _ = s.probe(r.Context(), store.Node{ID: req.ID, APIURL: req.APIURL})
+	}
+	n := store.Node{ID: req.ID, RaftAddr: req.RaftAddr, APIURL: req.APIURL,
+		LogFormat: req.LogFormat}
 	if err := s.store.Join(r.Context(), n, s.cfg.Now()); err != nil {
 		return err
 	}
@@ -100,4 +114,38 @@ func (s *Server) clusterSnapshot(w http.ResponseWriter, _ *http.Request) error {
 	writeJSON(w, http.StatusOK, SnapshotResponse{NodeID: st.NodeID,
 		AppliedIndex: st.AppliedIndex, Snapshots: n, Restores: rs, LastBytes: b})
 	return nil
+}
+
+// MemberProbe asks a member's API (GET /v1/cluster, with the admin token) which raft
+// log format it reads; a member of an earlier version does not say, and reads format 1.
+// It dials from this node's cluster address, as forwarding does.
+func MemberProbe(token string, st *store.Store) store.MemberProbe {
+	return newMemberProbe(token, newForwardTransport(st))
+}
+
+func newMemberProbe(token string, rt http.RoundTripper) store.MemberProbe {
+	client := &http.Client{Transport: rt}
+	return func(ctx context.Context, n store.Node) (int, error) {
+		url := strings.TrimRight(n.APIURL, "/") + "/v1/cluster"
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if err != nil {
+			return 0, fmt.Errorf("ask %s its log format: %w", n.ID, err)
+		}
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := client.Do(req)
+		if err != nil {
+			return 0, fmt.Errorf("ask %s its log format: %w", n.ID, err)
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return 0, fmt.Errorf("ask %s its log format: %s", n.ID, resp.Status)
+		}
+		var st struct {
+			LogFormat int `json:"log_format"`
+		}
+		if err := json.NewDecoder(io.LimitReader(resp.Body, maxBody)).Decode(&st); err != nil {
+			return 0, fmt.Errorf("ask %s its log format: %w", n.ID, err)
+		}
+		return max(st.LogFormat, 1), nil
+	}
 }

@@ -48,7 +48,7 @@ func newClusterAPI(t *testing.T, noForward bool) *clusterAPI {
 		if i == 0 {
 			teststore.Leader(t, c.nodes)
 			// The leader records its own API URL when its duties start.
-			go n.Store.RunLeaderDuties(t.Context(), time.Second)
+			go n.Store.RunLeaderDuties(t.Context(), time.Second, api.MemberProbe(adminToken, n.Store))
 			testenv.WaitFor(t, 10*time.Second, "leader in the node table", func() bool {
 				return n.Store.Leader().APIURL == cfg.APIURL
 			})

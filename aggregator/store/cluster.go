@@ -35,7 +35,10 @@ type Node struct {
 	ID       string `json:"id"`
 	RaftAddr string `json:"raft_addr"`
 	// APIURL is the node's HTTP API as the other nodes reach it; empty if unknown.
-	APIURL    string    `json:"api_url,omitempty"`
+	APIURL string `json:"api_url,omitempty"`
+	// LogFormat is the newest raft log format the node said it reads when it joined (or
+	// took office); 0 for a node that did not say, which reads format 1.
+	LogFormat int       `json:"log_format,omitempty"`
 	UpdatedAt time.Time `json:"updated_at"`
 }
 
@@ -60,6 +63,9 @@ var clusterHandlers = map[string]func(*bolt.Tx, []byte) (any, error){
 	},
 	cmdTick: func(tx *bolt.Tx, p []byte) (any, error) {
 		return decodeAndRun(tx, p, applyTick)
+	},
+	cmdSetLogFormat: func(tx *bolt.Tx, p []byte) (any, error) {
+		return decodeAndRun(tx, p, applySetLogFormat)
 	},
 }
 
@@ -158,7 +164,8 @@ func (s *Store) ConsistentRead(ctx context.Context) error {
 
 // Join adds a node to the cluster as a voter and records its API URL. It runs on the
 // leader (elsewhere it returns a *NotLeaderError). Joining again with the same id and
-// address is harmless; an id that is a member at another address moves there.
+// address is harmless; an id that is a member at another address moves there. A node
+// that reads an older raft log format than the cluster writes is refused (n.LogFormat).
 func (s *Store) Join(ctx context.Context, n Node, now time.Time) error {
 	if !event.ValidName(n.ID) {
 		return fmt.Errorf("%w: node id %q", ErrInvalid, n.ID)
@@ -174,6 +181,18 @@ func (s *Store) Join(ctx context.Context, n Node, now time.Time) error {
 	}
 	if s.raft.State() != raft.Leader {
 		return s.notLeader()
+	}
+	s.membership.Lock()
+	defer s.membership.Unlock()
+	switch cur := s.ClusterLogFormat(); {
+	case n.LogFormat == 0 && cur > 1:
+		return fmt.Errorf("%w: node %s did not say which raft log format it reads (a node of "+
+			"an earlier version does not), and this cluster writes format %d: give its API URL "+
+			"so that the leader can ask it, and run this version on it", ErrInvalid, n.ID, cur)
+	case n.LogFormat > 0 && n.LogFormat < cur:
+		return fmt.Errorf("%w: node %s reads raft log format %d, and this cluster writes "+
+			"format %d: run this version on it before it joins", ErrInvalid, n.ID,
+			n.LogFormat, cur)
 	}
 	cfg, err := s.configuration()
 	if err != nil {
@@ -251,8 +270,10 @@ func (s *Store) registerSelf(ctx context.Context, now time.Time) error {
 	if err != nil {
 		return err
 	}
-	me := Node{ID: s.cfg.NodeID, RaftAddr: string(s.transport.LocalAddr()), APIURL: s.cfg.APIURL}
-	if old, ok := nodes[me.ID]; ok && old.RaftAddr == me.RaftAddr && old.APIURL == me.APIURL {
+	me := Node{ID: s.cfg.NodeID, RaftAddr: string(s.transport.LocalAddr()), APIURL: s.cfg.APIURL,
+		LogFormat: LogFormat}
+	if old, ok := nodes[me.ID]; ok && old.RaftAddr == me.RaftAddr && old.APIURL == me.APIURL &&
+		old.LogFormat == me.LogFormat {
 		return nil
 	}
 	me.UpdatedAt = now.UTC()
@@ -294,8 +315,12 @@ type ClusterStatus struct {
 	AppliedIndex uint64     `json:"applied_index"`
 	LastIndex    uint64     `json:"last_index"`
 	// LastContact is how long ago a follower last heard from its leader.
-	LastContact string   `json:"last_contact,omitempty"`
-	Members     []Member `json:"members"`
+	LastContact string `json:"last_contact,omitempty"`
+	// LogFormat is the newest raft log format this node reads; ClusterLogFormat the one
+	// the cluster's leader writes (see LogFormat).
+	LogFormat        int      `json:"log_format"`
+	ClusterLogFormat int      `json:"cluster_log_format"`
+	Members          []Member `json:"members"`
 }
 
 // Cluster returns the membership and this node's raft progress.
@@ -304,7 +329,7 @@ func (s *Store) Cluster() (ClusterStatus, error) {
 		NodeID: s.cfg.NodeID, State: s.raft.State().String(), Term: s.raft.CurrentTerm(),
 		Leader: s.Leader(), CommitIndex: s.raft.CommitIndex(),
 		AppliedIndex: s.fsm.appliedIndex(), LastIndex: s.raft.LastIndex(),
-		Members: []Member{},
+		LogFormat: LogFormat, ClusterLogFormat: s.ClusterLogFormat(), Members: []Member{},
 	}
 	if st.State != raft.Leader.String() {
 		if lc := s.raft.LastContact(); !lc.IsZero() {

@@ -215,7 +215,7 @@ func TestLeaderDutiesMoveWithLeadership(t *testing.T) {
 		done := make(chan struct{})
 		go func() {
 			defer close(done)
-			n.Store.RunLeaderDuties(dctx, 20*time.Millisecond)
+			n.Store.RunLeaderDuties(dctx, 20*time.Millisecond, nil)
 		}()
 		t.Cleanup(func() { cancel(); <-done })
 	}

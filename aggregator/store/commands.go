@@ -133,10 +133,16 @@ type approveCRCmd struct {
 	At       time.Time `json:"at"`
 }
 
+// encodeCommand writes a command as the newest log format does (append_event binary).
 func encodeCommand(typ string, payload any) ([]byte, error) {
 	if c, ok := payload.(*appendEventCmd); ok && typ == cmdAppendEvent {
 		return encodeAppendEvent(c), nil
 	}
+	return encodeJSONCommand(typ, payload)
+}
+
+// encodeJSONCommand writes a command in JSON, which every log format reads.
+func encodeJSONCommand(typ string, payload any) ([]byte, error) {
 	p, err := json.Marshal(payload)
 	if err != nil {
 		return nil, fmt.Errorf("encode %s: %w", typ, err)
@@ -153,11 +159,12 @@ func encodeCommand(typ string, payload any) ([]byte, error) {
 //	(the rest)
 //
 // and any other entry is a JSON command. Entries written in JSON by earlier versions are
-// still read; a node of an earlier version would refuse these entries as invalid (as it
-// would any new command type), so every node of a cluster must run this version before
-// its leader proposes events.
-// TODO: nothing enforces that yet (no version in the raft configuration or node table).
+// still read. A node of an earlier version would refuse binary entries as invalid, so
+// the leader writes them only once the cluster's log format is 2 (logformat.go).
 const binaryAppendEvent = 0x01
+
+// errEntryFormat marks a log entry in a format this version does not read.
+var errEntryFormat = errors.New("raft log entry in a format this version does not read")
 
 func encodeAppendEvent(c *appendEventCmd) []byte {
 	b := make([]byte, 0, 1+2*binary.MaxVarintLen64+len(c.Tenant)+len(c.Device)+12+len(c.Envelope))
@@ -210,6 +217,12 @@ func decodeCommand(data []byte) (command, error) {
 			return command{}, err
 		}
 		return command{Type: cmdAppendEvent, event: c}, nil
+	}
+	// A JSON command starts with '{' (json.Marshal writes no space before it); any other
+	// first byte is a format of a later version.
+	if len(data) > 0 && data[0] != '{' {
+		return command{}, fmt.Errorf("%w (first byte 0x%02x): upgrade this node", errEntryFormat,
+			data[0])
 	}
 	var cmd command
 	err := json.Unmarshal(data, &cmd)

@@ -169,6 +169,9 @@ func (f *fsm) Apply(l *raft.Log) any {
 	}
 	handler := f.handler
 	cmd, derr := decodeCommand(l.Data)
+	if errors.Is(derr, errEntryFormat) {
+		return f.stop(l.Index, derr)
+	}
 	if derr != nil {
 		handler = func(*bolt.Tx, command) (any, error) {
 			return nil, fmt.Errorf("%w: command: %v", ErrInvalid, derr)
@@ -201,6 +204,15 @@ func (f *fsm) Apply(l *raft.Log) any {
 	}
 	f.applied.Store(l.Index)
 	return &res
+}
+
+// stop makes the state machine apply nothing more: an entry it cannot read is not
+// skipped, as the nodes that read it would hold a state this one does not.
+func (f *fsm) stop(index uint64, err error) *applyResult {
+	f.failed.Store(&err)
+	f.log.Error("state machine stopped at a log entry it cannot read; run the cluster's "+
+		"version on this node", "index", index, "err", err)
+	return &applyResult{err: fmt.Errorf("%w: %v", ErrFSMFailed, err)}
 }
 
 // handler dispatches one command. It runs inside the write transaction.

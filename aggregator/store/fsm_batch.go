@@ -40,6 +40,7 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 	}
 	applied := f.applied.Load()
 	var entries []batchEntry
+	var unread *batchEntry
 	for i, l := range logs {
 		if l.Type != raft.LogCommand {
 			continue
@@ -51,7 +52,11 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 		}
 		e := batchEntry{pos: i, index: l.Index}
 		var err error
-		if e.cmd, err = decodeCommand(l.Data); err != nil {
+		if e.cmd, err = decodeCommand(l.Data); errors.Is(err, errEntryFormat) {
+			// Apply what comes before it, then stop there.
+			unread = &batchEntry{pos: i, index: l.Index, bad: err}
+			break
+		} else if err != nil {
 			e.bad = fmt.Errorf("%w: command: %v", ErrInvalid, err)
 		}
 		entries = append(entries, e)
@@ -72,6 +77,12 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 			n++
 		}
 		entries = entries[n:]
+	}
+	if unread != nil {
+		out[unread.pos] = f.stop(unread.index, unread.bad)
+		for i := unread.pos + 1; i < len(out); i++ {
+			out[i] = &applyResult{err: fmt.Errorf("%w: %v", ErrFSMFailed, unread.bad)}
+		}
 	}
 	return out
 }

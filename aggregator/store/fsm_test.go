@@ -330,3 +330,33 @@ func TestAppendEventBinaryTimes(t *testing.T) {
 		}
 	}
 }
+
+// TestFSMStopsAtUnknownEntryFormat: an entry in a format of a later version is not
+// skipped (the nodes that read it would hold a state this one does not): the state
+// machine applies what comes before it and stops there, by Apply and by ApplyBatch.
+func TestFSMStopsAtUnknownEntryFormat(t *testing.T) {
+	logs := testLog(t)
+	later := &raft.Log{Index: 3, Type: raft.LogCommand, Data: []byte{0x7f, 'x'}}
+	after := &raft.Log{Index: 4, Type: raft.LogCommand, Data: logs[2].Data}
+	for _, batch := range []bool{false, true} {
+		f := newTestFSM(t)
+		in := []*raft.Log{logs[0], logs[1], later, after}
+		var out []any
+		if batch {
+			out = f.ApplyBatch(in)
+		} else {
+			for _, l := range in {
+				out = append(out, f.Apply(l))
+			}
+		}
+		for i, r := range out {
+			err := r.(*applyResult).err
+			if (i >= 2) != errors.Is(err, ErrFSMFailed) {
+				t.Errorf("batch %v: entry %d: %v", batch, i+1, err)
+			}
+		}
+		if f.appliedIndex() != 2 || f.err() == nil {
+			t.Errorf("batch %v: applied index %d, failure %v", batch, f.appliedIndex(), f.err())
+		}
+	}
+}

@@ -27,6 +27,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -105,6 +106,10 @@ type Store struct {
 	leader    *leadership
 	fresh     bool     // no raft state at Open
 	devices   sync.Map // tenant/device → *decodedDevice (deviceRO)
+	// membership serializes Join with raising the log format (logformat.go).
+	membership sync.Mutex
+	// binaryEvents: the cluster's log format allows binary append_event entries.
+	binaryEvents atomic.Bool
 }
 
 // Open opens (or creates) the store in cfg.Dir and starts its raft node. A node without
@@ -312,7 +317,13 @@ type pending struct {
 // one after another from one goroutine enter the log in that order.
 func (s *Store) propose(ctx context.Context, typ string, payload any) *pending {
 	p := &pending{s: s, typ: typ, start: time.Now()}
-	b, err := encodeCommand(typ, payload)
+	var b []byte
+	var err error
+	if c, ok := payload.(*appendEventCmd); ok && typ == cmdAppendEvent && s.writesBinaryEvents() {
+		b = encodeAppendEvent(c)
+	} else {
+		b, err = encodeJSONCommand(typ, payload)
+	}
 	if err != nil {
 		p.err = err
 		return p

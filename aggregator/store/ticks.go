@@ -150,10 +150,15 @@ func (s *Store) LastTick() time.Time {
 	return t
 }
 
+// formatCheckInterval is how often the leader asks the members which raft log format
+// they read, until all read the newest.
+const formatCheckInterval = 5 * time.Second
+
 // RunLeaderDuties does on the leader, until ctx ends, what only the leader does: it
-// records its own API address in the node table on taking office, then proposes a tick
-// every interval. Run it in a goroutine the caller owns.
-func (s *Store) RunLeaderDuties(ctx context.Context, interval time.Duration) {
+// records its own API address in the node table on taking office, raises the cluster's
+// raft log format once every member reads the newer one (asking them with probe), and
+// proposes a tick every interval. Run it in a goroutine the caller owns.
+func (s *Store) RunLeaderDuties(ctx context.Context, interval time.Duration, probe MemberProbe) {
 	if interval <= 0 {
 		interval = time.Second
 	}
@@ -165,9 +170,21 @@ func (s *Store) RunLeaderDuties(ctx context.Context, interval time.Duration) {
 		if err := s.registerSelf(ctx, time.Now()); err != nil && ctx.Err() == nil {
 			s.log.Warn("could not record this node in the node table", "err", err)
 		}
+		formatDone, formatWhy := false, ""
+		var formatAsked time.Time
 		t := time.NewTicker(interval)
 		defer t.Stop()
 		for {
+			if !formatDone && time.Since(formatAsked) >= formatCheckInterval {
+				formatAsked = time.Now()
+				var err error
+				formatDone, err = s.RaiseLogFormat(ctx, probe)
+				if err != nil && ctx.Err() == nil && err.Error() != formatWhy {
+					formatWhy = err.Error()
+					s.log.Info("the cluster keeps the older raft log format for now",
+						"log_format", s.ClusterLogFormat(), "reason", err)
+				}
+			}
 			select {
 			case <-ctx.Done():
 				return

@@ -111,8 +111,10 @@ func (a *app) printCluster(st store.ClusterStatus) error {
 	case st.Leader.Stale:
 		leader = "none reachable (last: " + leader + ")"
 	}
-	fmt.Fprintf(a.stdout, "node %s: %s, term %d, commit %d, applied %d; leader: %s\n\n",
+	fmt.Fprintf(a.stdout, "node %s: %s, term %d, commit %d, applied %d; leader: %s\n",
 		st.NodeID, st.State, st.Term, st.CommitIndex, st.AppliedIndex, leader)
+	fmt.Fprintf(a.stdout, "raft log format: the cluster writes %d, this node reads up to %d\n\n",
+		max(st.ClusterLogFormat, 1), max(st.LogFormat, 1))
 	tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "ID\tRAFT ADDRESS\tAPI\tSUFFRAGE\tLEADER")
 	for _, m := range st.Members {

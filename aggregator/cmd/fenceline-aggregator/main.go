@@ -205,7 +205,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) (err error
 	}()
 	go func() {
 		defer bgDone.Done()
-		st.RunLeaderDuties(bg, cfg.Cluster.TickInterval)
+		st.RunLeaderDuties(bg, cfg.Cluster.TickInterval, api.MemberProbe(token, st))
 	}()
 	if cfg.Cluster.Join != "" && st.Fresh() {
 		bgDone.Add(1)
@@ -310,6 +310,7 @@ func joinCluster(ctx context.Context, cfg *config.Config, st *store.Store, token
 	log *slog.Logger) {
 	body, _ := json.Marshal(api.JoinRequest{
 		ID: cfg.Raft.NodeID, RaftAddr: cfg.Raft.Listen, APIURL: cfg.APIURL(),
+		LogFormat: store.LogFormat,
 	})
 	client := &http.Client{Timeout: 30 * time.Second,
 		Transport: &http.Transport{DialContext: st.ClusterDialer().DialContext}}

@@ -73,6 +73,10 @@ func Cluster(t testing.TB, n int, tweak func(*store.Config)) []*Node {
 		if i == 0 {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			err := nodes[0].Store.WaitLeader(ctx)
+			if err == nil {
+				// As the leader's duties do at once in a cluster of one.
+				_, err = nodes[0].Store.RaiseLogFormat(ctx, nil)
+			}
 			cancel()
 			if err != nil {
 				t.Fatal(err)
@@ -90,7 +94,7 @@ func Join(t testing.TB, leader, node *Node) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	err := leader.Store.Join(ctx, store.Node{ID: node.Cfg.NodeID, RaftAddr: node.Cfg.RaftListen,
-		APIURL: node.Cfg.APIURL}, time.Now())
+		APIURL: node.Cfg.APIURL, LogFormat: store.LogFormat}, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}

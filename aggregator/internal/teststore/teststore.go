@@ -38,6 +38,10 @@ func OpenStore(t testing.TB, cfg store.Config) *store.Store {
 	if err := s.WaitLeader(ctx); err != nil {
 		t.Fatal(err)
 	}
+	// As the leader's duties do at once in a cluster of one.
+	if _, err := s.RaiseLogFormat(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
 	return s
 }
 
