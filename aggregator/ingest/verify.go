@@ -55,10 +55,10 @@ type Verified struct {
 }
 
 // TODO: Verify is a third of the leader's CPU at full ingest (scripts/bench/README.md,
-// cluster ingest): the Ed25519 check, then the payload decoded, re-encoded and
-// canonicalized (event.Open) to prove it is its event's one encoding. A check of the
-// encoding that does not build the canonical form again would halve the part after the
-// signature.
+// cluster ingest): the Ed25519 check (about 60 µs, half of it), then the payload decoded,
+// re-encoded and canonicalized (event.Open) to prove it is its event's one encoding. A
+// check of the encoding that does not build the canonical form again (json.Marshal and
+// the JCS transform) would halve the part after the signature.
 
 // Verify checks one message from topic: a device events topic, a DSSE envelope within
 // the size bound, signed by the key enrolled for the topic's tenant and device (a key of

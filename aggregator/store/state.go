@@ -16,8 +16,10 @@ import (
 // TODO: an accepted event writes to about ten buckets (device, events and envelopes under
 // the device, deviations, both open indexes, view header and records, counters,
 // versions), so a commit writes about 1.7 pages per event in batches of 512 and about 20
-// for a batch of one; that is a third of the state machine's time in the cluster
-// benchmark (scripts/bench/README.md). Fewer, append-ordered buckets would write less.
+// for a batch of one; without the fsync (fsm.go) that is still a third of the state
+// machine's time in the cluster benchmark (scripts/bench/README.md), and decoding the
+// envelope's JSON twice (envelope, then payload) about a seventh. Fewer, append-ordered
+// buckets would write less; the leader could hand the decoded payload over in the entry.
 var (
 	bucketMeta        = []byte("meta")        // keyApplied → big-endian raft index
 	bucketEnrollments = []byte("enrollments") // hex SHA-256 of token → model.Enrollment
