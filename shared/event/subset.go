@@ -65,13 +65,7 @@ func (s *subsetScan) value(depth int) bool {
 }
 
 func (s *subsetScan) object(depth int) bool {
-	s.i++ // {
-	s.space()
-	if s.next() == '}' {
-		s.i++
-		return true
-	}
-	for {
+	return s.members('}', func() bool {
 		if s.next() != '"' || !s.str(true) {
 			return false
 		}
@@ -81,32 +75,25 @@ func (s *subsetScan) object(depth int) bool {
 		}
 		s.i++
 		s.space()
-		if !s.value(depth + 1) {
-			return false
-		}
-		s.space()
-		switch s.next() {
-		case ',':
-			s.i++
-			s.space()
-		case '}':
-			s.i++
-			return true
-		default:
-			return false
-		}
-	}
+		return s.value(depth + 1)
+	})
 }
 
 func (s *subsetScan) array(depth int) bool {
-	s.i++ // [
+	return s.members(']', func() bool { return s.value(depth + 1) })
+}
+
+// members scans an object's or array's members, from its opening byte to close; member
+// scans one.
+func (s *subsetScan) members(close byte, member func() bool) bool {
+	s.i++ // { or [
 	s.space()
-	if s.next() == ']' {
+	if s.next() == close {
 		s.i++
 		return true
 	}
 	for {
-		if !s.value(depth + 1) {
+		if !member() {
 			return false
 		}
 		s.space()
@@ -114,7 +101,7 @@ func (s *subsetScan) array(depth int) bool {
 		case ',':
 			s.i++
 			s.space()
-		case ']':
+		case close:
 			s.i++
 			return true
 		default:
