@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"strings"
 	"time"
 
 	"github.com/fenceline/fenceline/aggregator/store"
@@ -17,7 +18,8 @@ import (
 // request is forwarded at most once (HeaderForwardedBy marks it). When the leader is
 // unknown, unreachable, or forwarding is off, the answer is 503 with the leader's
 // address in HeaderLeader and in the body, so that a client can go there itself.
-// Plain reads are served from the local state, which may lag the leader's.
+// Plain reads are served from the local state, which may lag the leader's; a node that
+// restarted answers them with 503 until its state holds what it held before.
 
 // Headers of forwarding.
 const (
@@ -42,6 +44,17 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if (write || consistent) && !s.store.IsLeader() {
 		s.forward(w, r)
 		return
+	}
+	if !write && !consistent && strings.HasPrefix(r.URL.Path, "/v1/") &&
+		!strings.HasPrefix(r.URL.Path, "/v1/cluster") {
+		// A node that restarted serves no local read until it holds again what it held:
+		// an older state (an empty one after a machine restart) would go back in time.
+		if err := s.store.CaughtUp(); err != nil {
+			w.Header().Set("Retry-After", "1")
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": err.Error() +
+				"; retry in a moment"})
+			return
+		}
 	}
 	if consistent {
 		ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)

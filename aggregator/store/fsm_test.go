@@ -227,6 +227,25 @@ func TestFSMUnsyncedState(t *testing.T) {
 	if g.appliedIndex() != uint64(len(logs)) {
 		t.Fatalf("after a clean close: applied index %d", g.appliedIndex())
 	}
+
+	// A marker that cannot be read: an error, and the file is kept.
+	kill(g)
+	if err := os.Remove(f.markerPath()); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(f.markerPath(), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if h, err := openFSM(f.path, testenv.Logger(t)); err == nil {
+		h.close()
+		t.Fatal("opened with a directory in place of the marker")
+	}
+	if err := os.Remove(f.markerPath()); err != nil {
+		t.Fatal(err)
+	}
+	if g = reopen(); g.appliedIndex() != uint64(len(logs)) {
+		t.Fatalf("after an unreadable marker: applied index %d", g.appliedIndex())
+	}
 }
 
 type bufferSink struct{ bytes.Buffer }

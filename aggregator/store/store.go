@@ -110,6 +110,11 @@ type Store struct {
 	membership sync.Mutex
 	// binaryEvents: the cluster's log format allows binary append_event entries.
 	binaryEvents atomic.Bool
+	// startIndex is the newest raft index this node held at Open; caughtUp is set once
+	// the state machine has applied up to it (CaughtUp).
+	startIndex uint64
+	opened     time.Time
+	caughtUp   atomic.Bool
 }
 
 // Open opens (or creates) the store in cfg.Dir and starts its raft node. A node without
@@ -126,7 +131,7 @@ func Open(cfg Config, log *slog.Logger) (*Store, error) {
 	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("store dir: %w", err)
 	}
-	s := &Store{cfg: cfg, log: log, metrics: newMetrics()}
+	s := &Store{cfg: cfg, log: log, metrics: newMetrics(), opened: time.Now()}
 	var err error
 	defer func() {
 		if err != nil {
@@ -148,6 +153,9 @@ func Open(cfg Config, log *slog.Logger) (*Store, error) {
 	snaps, err := raft.NewFileSnapshotStoreWithLogger(cfg.Dir, 2, hlog)
 	if err != nil {
 		return nil, fmt.Errorf("snapshot store: %w", err)
+	}
+	if s.startIndex, err = newestIndex(s.logStore, snaps); err != nil {
+		return nil, err
 	}
 	if s.layer, err = newTCPLayer(cfg.RaftListen); err != nil {
 		return nil, err
@@ -252,7 +260,57 @@ func (s *Store) Health() error {
 	if addr, _ := s.raft.LeaderWithID(); addr == "" {
 		return errors.New("no raft leader")
 	}
+	if err := s.CaughtUp(); err != nil {
+		return err
+	}
 	return nil
+}
+
+// newestIndex is the newest raft index a node holds: the end of its log, or its newest
+// snapshot's when that is further (a log compacted after InstallSnapshot).
+func newestIndex(logs raft.LogStore, snaps raft.SnapshotStore) (uint64, error) {
+	last, err := logs.LastIndex()
+	if err != nil {
+		return 0, fmt.Errorf("raft log: %w", err)
+	}
+	list, err := snaps.List()
+	if err != nil {
+		return 0, fmt.Errorf("list snapshots: %w", err)
+	}
+	if len(list) > 0 {
+		last = max(last, list[0].Index)
+	}
+	return last, nil
+}
+
+// CaughtUp returns nil once the state machine holds what this node held when it
+// started: every entry of its raft log and newest snapshot, or everything committed when
+// that is less (a log tail that was never committed) and this node leads or has heard
+// from a leader since. Until then (a *CatchingUpError) its local reads could show an older
+// state than it served before it stopped: all of it after a machine restart, when the
+// state file is rebuilt.
+func (s *Store) CaughtUp() error {
+	if s.caughtUp.Load() {
+		return nil
+	}
+	applied, target := s.fsm.appliedIndex(), s.startIndex
+	if c := s.raft.CommitIndex(); c < target &&
+		(s.raft.State() == raft.Leader || s.raft.LastContact().After(s.opened)) {
+		target = c
+	}
+	if applied >= target {
+		s.caughtUp.Store(true)
+		return nil
+	}
+	return &CatchingUpError{Applied: applied, Target: target}
+}
+
+// CatchingUpError says that a node's state is behind what it held before it restarted.
+type CatchingUpError struct{ Applied, Target uint64 }
+
+func (e *CatchingUpError) Error() string {
+	return fmt.Sprintf("state catching up after a restart: applied %d of %d raft entries",
+		e.Applied, e.Target)
 }
 
 // RaftState is the node's raft role: Leader, Follower, Candidate or Shutdown.

@@ -25,17 +25,21 @@ func readBootID() string {
 // boot.
 func (f *fsm) markerPath() string { return f.path + ".unsynced" }
 
-// checkUnsynced runs before the state file is opened. A marker from another boot (or
-// one that cannot be read) means the machine restarted while the file held writes that
-// were never synced: some may be lost, and bbolt cannot tell, so the file is removed and
-// raft rebuilds it from the newest snapshot and the log (Open sees the applied index 0).
-// Then the marker is written for this boot, synced, before the first unsynced write.
+// checkUnsynced runs before the state file is opened. A marker from another boot means
+// the machine restarted while the file held writes that were never synced: some may be
+// lost, and bbolt cannot tell, so the file is removed and raft rebuilds it from the
+// newest snapshot and the log (Open sees the applied index 0). Then the marker is
+// written for this boot, synced, before the first unsynced write. A marker that cannot
+// be read is an error, and the file is kept.
 func (f *fsm) checkUnsynced() error {
 	marker := f.markerPath()
 	b, err := os.ReadFile(marker)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
-	case err == nil && f.bootID != "" && string(b) == f.bootID:
+	case err != nil:
+		// Whether the machine restarted is not known: keep the file, say what is wrong.
+		return fmt.Errorf("state marker: %w", err)
+	case f.bootID != "" && string(b) == f.bootID:
 		// Only the process ended since: the page cache kept every write.
 	default:
 		f.log.Warn("the state file was not synced before the machine restarted; "+
