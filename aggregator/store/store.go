@@ -113,7 +113,6 @@ type Store struct {
 	// startIndex is the newest raft index this node held at Open; caughtUp is set once
 	// the state machine has applied up to it (CaughtUp).
 	startIndex uint64
-	opened     time.Time
 	caughtUp   atomic.Bool
 }
 
@@ -131,7 +130,7 @@ func Open(cfg Config, log *slog.Logger) (*Store, error) {
 	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("store dir: %w", err)
 	}
-	s := &Store{cfg: cfg, log: log, metrics: newMetrics(), opened: time.Now()}
+	s := &Store{cfg: cfg, log: log, metrics: newMetrics()}
 	var err error
 	defer func() {
 		if err != nil {
@@ -284,20 +283,15 @@ func newestIndex(logs raft.LogStore, snaps raft.SnapshotStore) (uint64, error) {
 }
 
 // CaughtUp returns nil once the state machine holds what this node held when it
-// started: every entry of its raft log and newest snapshot, or everything committed when
-// that is less (a log tail that was never committed) and this node leads or has heard
-// from a leader since. Until then (a *CatchingUpError) its local reads could show an older
-// state than it served before it stopped: all of it after a machine restart, when the
-// state file is rebuilt.
+// started: every entry of its raft log and newest snapshot, or, when a leader has cut off
+// a tail of that log that was never committed, every entry the log now holds. Until then
+// (a *CatchingUpError) its local reads could show an older state than it served before it
+// stopped: all of it after a machine restart, when the state file is rebuilt.
 func (s *Store) CaughtUp() error {
 	if s.caughtUp.Load() {
 		return nil
 	}
-	applied, target := s.fsm.appliedIndex(), s.startIndex
-	if c := s.raft.CommitIndex(); c < target &&
-		(s.raft.State() == raft.Leader || s.raft.LastContact().After(s.opened)) {
-		target = c
-	}
+	applied, target := s.fsm.appliedIndex(), min(s.startIndex, s.raft.LastIndex())
 	if applied >= target {
 		s.caughtUp.Store(true)
 		return nil
