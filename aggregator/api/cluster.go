@@ -69,9 +69,13 @@ func (s *Server) clusterJoin(w http.ResponseWriter, r *http.Request) error {
 			"on every node before forming a cluster")
 	}
 	if req.LogFormat == 0 && req.APIURL != "" {
-		// An error leaves 0: Join then refuses the node if the cluster writes a newer
-		// format, and says why.
-		req.LogFormat, _ = s.probe(r.Context(), store.Node{ID: req.ID, APIURL: req.APIURL})
+		f, err := s.probe(r.Context(), store.Node{ID: req.ID, APIURL: req.APIURL})
+		if err != nil && s.store.ClusterLogFormat() > 1 {
+			return errorf(http.StatusBadRequest, "node %s must say which raft log format it "+
+				"reads before it joins, and its API could not be asked (%v): start it first",
+				req.ID, err)
+		}
+		req.LogFormat = f // 0 after an error: the cluster is at format 1, which every node reads
 	}
 	n := store.Node{ID: req.ID, RaftAddr: req.RaftAddr, APIURL: req.APIURL,
 		LogFormat: req.LogFormat}

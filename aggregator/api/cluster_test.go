@@ -36,4 +36,9 @@ func TestJoinChecksLogFormat(t *testing.T) {
 		"id": "agg-x", "raft_addr": "127.0.0.1:7998"}, nil)
 	expect(t, "join of a node that does not say", status, http.StatusBadRequest, msg,
 		"give its API URL")
+	old.Close() // a node that is not running cannot be asked
+	status, msg = e.admin("POST", "/v1/cluster/join", map[string]any{
+		"id": "agg-old", "raft_addr": "127.0.0.1:7999", "api_url": old.URL}, nil)
+	expect(t, "join of a node that is not running", status, http.StatusBadRequest, msg,
+		"its API could not be asked")
 }

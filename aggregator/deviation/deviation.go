@@ -44,6 +44,10 @@ type Input struct {
 	// Open are the device's open and acknowledged deviations, oldest first.
 	Open   []*model.Deviation
 	Policy *model.Policy
+	// GroupIndicators decides a change of an indicator object with the first other
+	// change of its event (see group). The state machine sets it from the cluster's log
+	// format, so that every node, of any version, decides an entry alike.
+	GroupIndicators bool
 }
 
 // Outcome is what one change turned out to be.
@@ -572,15 +576,18 @@ func sameItem(d *model.Deviation, ch ruleset.Change) bool {
 // group finds the changes that came or went with a whole table or chain (a table deleted
 // takes its chains, rules, sets and elements with it) and takes them out of the
 // evaluation: the table or chain change stands for all of them and raises one deviation.
-// It returns, per head change, how many changes it stands for. A change of an indicator
-// object (ruleset.IndicatorType) goes with the first other change of its event the same
-// way (a CR for that change covers it), without counting as inside it.
+// It returns, per head change, how many changes it stands for. With
+// Input.GroupIndicators, a change of an indicator object (ruleset.IndicatorType) goes
+// with the first other change of its event the same way (a CR for that change covers
+// it), without counting as inside it.
 func (e *engine) group() map[int]int {
 	e.head = make([]int, len(e.o.Changes))
 	for i := range e.head {
 		e.head[i] = -1
 	}
-	defer e.groupIndicators()
+	if e.in.GroupIndicators {
+		defer e.groupIndicators()
+	}
 	type key struct{ fam, table, chain string }
 	heads := map[key]int{}
 	for i, ch := range e.o.Changes {

@@ -313,7 +313,7 @@ func TestConfigChangePlans(t *testing.T) {
 // TestIndicatorGoesWithItsEvent: a change indicator (Cisco's time of last change) moves
 // with every configuration change; it is decided with the first other change of its
 // event (covered by the CR that covers it, or part of its deviation), and raises its own
-// deviation only when nothing else changed.
+// deviation only when nothing else changed. Without GroupIndicators it is decided alone.
 func TestIndicatorGoesWithItsEvent(t *testing.T) {
 	dev := &model.Device{Tenant: "acme", Device: "fw1"}
 	indicator := ruleset.Change{Kind: ruleset.ObjectChanged, Family: "snmp", Table: "ccmHistory",
@@ -321,10 +321,11 @@ func TestIndicatorGoesWithItsEvent(t *testing.T) {
 	row := ruleset.Change{Kind: ruleset.ObjectChanged, Family: "snmp", Table: "ifTable",
 		Object: "ifEntry 4", Before: "ifAdminStatus = up(1)", After: "ifAdminStatus = down(2)"}
 	obs := t0.Add(10 * time.Minute)
+	group := true
 	eval := func(crs []*model.CR, changes ...ruleset.Change) Result {
 		return Evaluate(Observation{Tenant: "acme", Device: dev, EventID: "e1", Seq: 2,
 			Observed: obs, Received: obs, Changes: changes, FirstDeviation: 1},
-			Input{CRs: crs})
+			Input{CRs: crs, GroupIndicators: group})
 	}
 	plan := model.PlannedChange{Action: model.ActionConfig, Object: "ifEntry 4"}
 	res := eval([]*model.CR{approved("CR-1", plan)}, indicator, row)
@@ -346,5 +347,11 @@ func TestIndicatorGoesWithItsEvent(t *testing.T) {
 	res = eval([]*model.CR{approved("CR-1", model.PlannedChange{Action: model.ActionConfig})}, indicator)
 	if len(res.Deviations) != 0 {
 		t.Fatalf("indicator alone under a config-any CR: %+v", res.Deviations)
+	}
+	// Before the cluster's log format 2 (a node of an earlier version in the cluster),
+	// every change is decided alone, as earlier versions do.
+	group = false
+	if res = eval(nil, indicator, row); len(res.Deviations) != 2 {
+		t.Fatalf("without grouping: %+v", res.Deviations)
 	}
 }

@@ -283,7 +283,9 @@ func observe(tx *bolt.Tx, c *appendEventCmd, d *model.Device, e *event.Event, id
 		Tenant: c.Tenant, Device: d, EventID: id, Seq: e.Seq,
 		Observed: observed, ObservedText: e.Observed, Received: c.ReceivedAt, Changes: changes,
 		Removed: removed, FirstDeviation: firstDeviation(tx, c.Tenant),
-	}, deviation.Input{CRs: crs, Open: open, Policy: pol})
+	}, deviation.Input{CRs: crs, Open: open, Policy: pol,
+		GroupIndicators: readLogFormat(tx) >= formatIndicatorGroups,
+	})
 	for _, cr := range out.Updated {
 		if err := putCR(tx, cr); err != nil {
 			return err

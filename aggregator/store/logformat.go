@@ -9,15 +9,22 @@ import (
 	bolt "go.etcd.io/bbolt"
 )
 
-// Raft log entry formats. In format 1 every entry is a JSON command; format 2 adds the
-// binary append_event entry (commands.go). A node of an earlier version cannot read a
-// newer format: it would refuse such entries as invalid commands, and its state would
-// miss them. So the leader writes append_event entries in the binary form only once the
-// cluster's replicated log format is 2, and raises it only when every member of the raft
-// configuration says it reads format 2 (RunLeaderDuties asks them); from then on Join
-// refuses a node that reads less. An entry in a format this version does not know stops
-// its state machine (ErrFSMFailed) instead of being skipped.
+// Raft log formats: how entries are written and what applying them does. Format 1: every
+// entry is a JSON command. Format 2: append_event entries in a binary form (commands.go),
+// and a change of an indicator object decided with the first other change of its event
+// (deviation.Input.GroupIndicators). A node of an earlier version would refuse the
+// binary entries as invalid commands, and would decide the indicators alone: its state
+// would differ from the others'. So the leader writes and applies format 2 only once the
+// cluster's replicated log format is 2, which it raises only when every member of the
+// raft configuration says it reads format 2 (RunLeaderDuties asks them); the raise is a
+// log entry, so every node switches at the same point of the log, and a log replayed
+// later switches there again. From then on Join refuses a node that reads less. An entry
+// in a format this version does not know stops its state machine (ErrFSMFailed) instead
+// of being skipped. Any later change of what applying an entry does needs a new format.
 const LogFormat = 2
+
+// formatIndicatorGroups is the format from which indicator changes go with their event.
+const formatIndicatorGroups = 2
 
 const cmdSetLogFormat = "set_log_format"
 

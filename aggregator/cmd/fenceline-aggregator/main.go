@@ -308,10 +308,9 @@ func storeConfig(cfg *config.Config) store.Config {
 // ctx ends. The member forwards the request to its leader.
 func joinCluster(ctx context.Context, cfg *config.Config, st *store.Store, token string,
 	log *slog.Logger) {
-	body, _ := json.Marshal(api.JoinRequest{
-		ID: cfg.Raft.NodeID, RaftAddr: cfg.Raft.Listen, APIURL: cfg.APIURL(),
-		LogFormat: store.LogFormat,
-	})
+	req := api.JoinRequest{ID: cfg.Raft.NodeID, RaftAddr: cfg.Raft.Listen, APIURL: cfg.APIURL(),
+		LogFormat: store.LogFormat}
+	body, _ := json.Marshal(req)
 	client := &http.Client{Timeout: 30 * time.Second,
 		Transport: &http.Transport{DialContext: st.ClusterDialer().DialContext}}
 	url := strings.TrimRight(cfg.Cluster.Join, "/") + "/v1/cluster/join"
@@ -320,6 +319,16 @@ func joinCluster(ctx context.Context, cfg *config.Config, st *store.Store, token
 		if err == nil {
 			log.Info("joined the cluster", "via", cfg.Cluster.Join)
 			return
+		}
+		if msg := err.Error(); req.LogFormat != 0 && strings.Contains(msg, "unknown field") &&
+			strings.Contains(msg, "log_format") {
+			// A member of an earlier version refuses the field (its cluster is at log
+			// format 1, which this node reads): ask again without it.
+			req.LogFormat = 0
+			body, _ = json.Marshal(req)
+			log.Info("the cluster runs an earlier version; joining without saying the log format",
+				"via", cfg.Cluster.Join)
+			continue
 		}
 		lvl := slog.LevelDebug
 		if attempt%10 == 1 {
