@@ -28,6 +28,7 @@ type Cluster struct {
 	Mosquitto *Proc
 	// HTTP reaches the nodes' APIs inside the namespace.
 	HTTP *http.Client
+	env  []string // ClusterOptions.Env
 }
 
 // Node is one aggregator process of a Cluster.
@@ -41,6 +42,9 @@ type Node struct {
 type ClusterOptions struct {
 	// Env is added to every node's environment (FENCELINE_* configuration keys).
 	Env []string
+	// Bins, when set, names the binary directory of each node (index i for node i+1),
+	// instead of the lab's (upgrade tests run nodes of different versions).
+	Bins []string
 }
 
 // Cluster starts Mosquitto and n aggregators (the first bootstraps, the others join it
@@ -61,13 +65,18 @@ func (l *Lab) Cluster(n int, opts ClusterOptions) (*Cluster, error) {
 		ip := fmt.Sprintf("127.0.0.%d", 11+i)
 		nd := &Node{ID: fmt.Sprintf("node-%d", i+1), IP: ip, API: "http://" + ip + ":8443",
 			RaftAddr: ip + ":7000", DataDir: filepath.Join(l.Dir, fmt.Sprintf("node-%d", i+1))}
-		nd.args = []string{"netns", "exec", ns, filepath.Join(l.Bin, "fenceline-aggregator"),
+		bin := l.Bin
+		if i < len(opts.Bins) {
+			bin = opts.Bins[i]
+		}
+		nd.args = []string{"netns", "exec", ns, filepath.Join(bin, "fenceline-aggregator"),
 			"--config", filepath.Join(l.Root, "configs", "aggregator.yaml"),
 			"--data-dir", nd.DataDir, "--http-listen", ip + ":8443", "--raft-listen", nd.RaftAddr,
 			"--node-id", nd.ID, "--broker-url", c.Broker}
 		if i > 0 {
 			nd.args = append(nd.args, "--join", c.Nodes[0].API)
 		}
+		c.env = opts.Env
 		nd.env = append([]string{"FENCELINE_HTTP_ADMIN_TOKEN=" + c.Token,
 			"FENCELINE_RAFT_HEARTBEAT_TIMEOUT=300ms", "FENCELINE_RAFT_ELECTION_TIMEOUT=300ms",
 			"FENCELINE_RAFT_LEADER_LEASE_TIMEOUT=150ms", "FENCELINE_CLUSTER_TICK_INTERVAL=200ms",
@@ -300,4 +309,36 @@ func (c *Cluster) Running() []*Node {
 		}
 	}
 	return out
+}
+
+// SetBin makes nd run the aggregator in binary directory dir from its next (re)start, on
+// the same data directory and flags (an upgrade or a downgrade).
+func (c *Cluster) SetBin(nd *Node, dir string) {
+	nd.args[3] = filepath.Join(dir, "fenceline-aggregator")
+}
+
+// AddNode starts one more node (next address, next id) with the aggregator of binary
+// directory dir, joining through join's API with cluster.join when join is set; it does
+// not wait for it. env is added to its environment.
+func (c *Cluster) AddNode(dir string, join *Node, env ...string) (*Node, error) {
+	i := len(c.Nodes)
+	ip := fmt.Sprintf("127.0.0.%d", 11+i)
+	nd := &Node{ID: fmt.Sprintf("node-%d", i+1), IP: ip, API: "http://" + ip + ":8443",
+		RaftAddr: ip + ":7000", DataDir: filepath.Join(c.lab.Dir, fmt.Sprintf("node-%d", i+1))}
+	nd.args = []string{"netns", "exec", c.Netns, filepath.Join(dir, "fenceline-aggregator"),
+		"--config", filepath.Join(c.lab.Root, "configs", "aggregator.yaml"),
+		"--data-dir", nd.DataDir, "--http-listen", ip + ":8443", "--raft-listen", nd.RaftAddr,
+		"--node-id", nd.ID, "--broker-url", c.Broker}
+	if join != nil {
+		nd.args = append(nd.args, "--join", join.API)
+	}
+	nd.env = append([]string{"FENCELINE_HTTP_ADMIN_TOKEN=" + c.Token,
+		"FENCELINE_RAFT_HEARTBEAT_TIMEOUT=300ms", "FENCELINE_RAFT_ELECTION_TIMEOUT=300ms",
+		"FENCELINE_RAFT_LEADER_LEASE_TIMEOUT=150ms", "FENCELINE_CLUSTER_TICK_INTERVAL=200ms",
+	}, append(c.env, env...)...)
+	if err := c.start(nd); err != nil {
+		return nil, err
+	}
+	c.Nodes = append(c.Nodes, nd)
+	return nd, nil
 }

@@ -283,3 +283,25 @@ func (f *Fleet) PublishAsync(d *SimDevice, seq uint64) mqtt.Token {
 	f.mu.Unlock()
 	return f.client.Publish(event.DeviceTopic(d.Tenant, d.Device, event.TopicEvents), 1, false, env)
 }
+
+// SealWith signs the device's next event (not its first) carrying changes, with source
+// src (an SNMP target's event, for instance).
+func (f *Fleet) SealWith(d *SimDevice, src string, changes []ruleset.Change) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	seq := uint64(len(d.IDs)) + 1
+	if seq == 1 {
+		return fmt.Errorf("%s: seal its baseline first", d.Device)
+	}
+	e := &event.Event{V: event.Version, Kind: event.Change, Tenant: d.Tenant, Device: d.Device,
+		KeyID: d.signer.KeyID(), Seq: seq, Observed: event.FormatTime(time.Now()),
+		Source: src, Before: emptyDigest, After: emptyDigest, Prev: d.IDs[seq-2],
+		Changes: changes}
+	b, id, err := d.signer.Seal(e)
+	if err != nil {
+		return err
+	}
+	d.Envelopes, d.IDs = append(d.Envelopes, b), append(d.IDs, id)
+	d.AckedAt, d.SentAt = append(d.AckedAt, time.Time{}), append(d.SentAt, time.Time{})
+	return nil
+}
