@@ -77,7 +77,8 @@ func TestUpgradeMixedVersionsDeviations(t *testing.T) {
 // TestUpgradeNewNodeJoinsOldLeader: a fresh node of this version joins (cluster.join) a
 // cluster of the earlier version, which still writes log format 1 (adding a node, or
 // replacing a lost one, in the middle of a rolling upgrade). Its join request names the
-// log format it reads; the earlier version's API should take it.
+// log format it reads; the earlier version's API refuses that field, and the node asks
+// again without it.
 func TestUpgradeNewNodeJoinsOldLeader(t *testing.T) {
 	oldBin, newBin := upgradeBins(t)
 	l := newLab(t, "mosquitto")
