@@ -28,6 +28,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/debug"
 	"runtime/pprof"
 	"strings"
 	"sync"
@@ -45,6 +46,21 @@ import (
 	"github.com/fenceline/fenceline/aggregator/ingest"
 	"github.com/fenceline/fenceline/aggregator/store"
 )
+
+// defaultGCPercent is the aggregator's garbage collection target when GOGC does not set
+// one. Its garbage is mostly short-lived (decoded envelopes, JSON records of the state
+// machine); at 400 instead of Go's 100, the ingest benchmark (scripts/bench/README.md)
+// spent about a quarter less processor time per event, for about 50 to 140 MB more
+// resident memory per node at full ingest.
+const defaultGCPercent = 400
+
+// gcPercent is the GC target to set, unless the environment's GOGC chose one.
+func gcPercent(getenv func(string) string) (int, bool) {
+	if getenv("GOGC") != "" {
+		return 0, false
+	}
+	return defaultGCPercent, true
+}
 
 func main() {
 	if err := run(); err != nil {
@@ -65,6 +81,9 @@ func run() error {
 	log, err := newLogger(cfg.Log, os.Stderr)
 	if err != nil {
 		return err
+	}
+	if p, ok := gcPercent(os.Getenv); ok {
+		debug.SetGCPercent(p)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()

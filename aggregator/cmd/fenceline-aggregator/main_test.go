@@ -181,3 +181,16 @@ func TestDataDirInUse(t *testing.T) {
 		t.Fatalf("second aggregator on the same data dir: %v", err)
 	}
 }
+
+// TestGCPercent: the aggregator's own GC target applies unless GOGC chose one.
+func TestGCPercent(t *testing.T) {
+	env := map[string]string{}
+	getenv := func(k string) string { return env[k] }
+	if p, ok := gcPercent(getenv); !ok || p != defaultGCPercent {
+		t.Errorf("without GOGC: %d %v", p, ok)
+	}
+	env["GOGC"] = "50"
+	if _, ok := gcPercent(getenv); ok {
+		t.Error("GOGC=50 overridden")
+	}
+}

@@ -213,6 +213,25 @@ func (m *cpuMeter) report(messages int, wall time.Duration) {
 	fmt.Printf("  CPU: %s; total %.2f s = %.0f µs per message, %.2f cores busy\n",
 		strings.Join(parts, ", "), total.Seconds(),
 		float64(total.Microseconds())/float64(messages), total.Seconds()/wall.Seconds())
+	var peaks []string
+	for i, name := range m.names[2:] {
+		peaks = append(peaks, fmt.Sprintf("%s %s", name, peakRSS(m.pids[i+2])))
+	}
+	fmt.Printf("  peak RSS so far: %s\n", strings.Join(peaks, ", "))
+}
+
+// peakRSS is a process's peak resident set (VmHWM in /proc/PID/status).
+func peakRSS(pid int) string {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return "?"
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			return strings.Join(strings.Fields(v), " ")
+		}
+	}
+	return "?"
 }
 
 // bareSubscriber publishes the same envelopes on topics no aggregator subscribes to and
