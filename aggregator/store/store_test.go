@@ -300,6 +300,27 @@ func TestRestart(t *testing.T) {
 	}
 }
 
+// storeWithSnapshot opens a store, enrolls acme/fw1, appends its baseline, takes a
+// snapshot, then appends one change event per table added.
+func storeWithSnapshot(t *testing.T, tables ...string) (store.Config, *store.Store) {
+	t.Helper()
+	cfg := teststore.StoreConfig(t.TempDir(), testenv.FreeAddr(t))
+	s := teststore.OpenStore(t, cfg)
+	a := testenv.NewAgent("acme", "fw1")
+	teststore.Enroll(t, s, a)
+	env, _ := a.Next(event.Baseline)
+	appendEvent(t, s, a, env)
+	if err := s.Snapshot(); err != nil {
+		t.Fatal(err)
+	}
+	for _, table := range tables {
+		env, _ = a.Next(event.Change,
+			ruleset.Change{Kind: ruleset.TableAdded, Family: "ip", Table: table})
+		appendEvent(t, s, a, env)
+	}
+	return cfg, s
+}
+
 // TestSnapshotRestore takes a raft snapshot, loses the state file, and restarts: raft
 // restores the snapshot and replays the log after it. The state file is lost either by
 // removal or by a machine restart before its writes were synced (a marker from another
@@ -321,18 +342,7 @@ func TestSnapshotRestore(t *testing.T) {
 		}},
 	} {
 		t.Run(lose.name, func(t *testing.T) {
-			cfg := teststore.StoreConfig(t.TempDir(), testenv.FreeAddr(t))
-			s := teststore.OpenStore(t, cfg)
-			a := testenv.NewAgent("acme", "fw1")
-			teststore.Enroll(t, s, a)
-			env, _ := a.Next(event.Baseline)
-			appendEvent(t, s, a, env)
-			if err := s.Snapshot(); err != nil {
-				t.Fatal(err)
-			}
-			env, _ = a.Next(event.Change,
-				ruleset.Change{Kind: ruleset.TableAdded, Family: "ip", Table: "x"})
-			appendEvent(t, s, a, env)
+			cfg, s := storeWithSnapshot(t, "x")
 			before := snapshotOf(t, s)
 			if err := s.Shutdown(ctx); err != nil {
 				t.Fatal(err)
@@ -357,20 +367,7 @@ func TestSnapshotRestore(t *testing.T) {
 // holds only its snapshot until raft has replayed the log after it; until then it says it
 // is catching up (and is unhealthy), so that its local reads do not go back in time.
 func TestCaughtUpAfterRestart(t *testing.T) {
-	cfg := teststore.StoreConfig(t.TempDir(), testenv.FreeAddr(t))
-	s := teststore.OpenStore(t, cfg)
-	a := testenv.NewAgent("acme", "fw1")
-	teststore.Enroll(t, s, a)
-	env, _ := a.Next(event.Baseline)
-	appendEvent(t, s, a, env)
-	if err := s.Snapshot(); err != nil {
-		t.Fatal(err)
-	}
-	for _, table := range []string{"x", "y"} {
-		env, _ = a.Next(event.Change,
-			ruleset.Change{Kind: ruleset.TableAdded, Family: "ip", Table: table})
-		appendEvent(t, s, a, env)
-	}
+	cfg, s := storeWithSnapshot(t, "x", "y")
 	if err := s.Shutdown(ctx); err != nil {
 		t.Fatal(err)
 	}

@@ -580,7 +580,7 @@ func TestDurabilityMarkerOddities(t *testing.T) {
 	tr.verify(nil)
 
 	// 4. a directory in the marker's place: the node must fail with a clear error or
-	// come up whole.
+	// come up whole, and keep its state file.
 	f.Kill()
 	check(t, os.Remove(markerPath(f)))
 	check(t, os.Mkdir(markerPath(f), 0o700))
@@ -590,6 +590,9 @@ func TestDurabilityMarkerOddities(t *testing.T) {
 	err := tr.c.Restart(f)
 	_, statErr := os.Stat(statePath(f))
 	t.Logf("marker is a directory: restart err=%v; state.db after: %v\n%s", err, statErr, f.Tail(15))
+	if statErr != nil {
+		t.Errorf("state.db removed although no machine restart is known: %v", statErr)
+	}
 	if err == nil {
 		tr.verify(nil)
 	} else {

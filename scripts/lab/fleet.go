@@ -156,13 +156,7 @@ func (f *Fleet) Seal(d *SimDevice, rule string) error {
 	} else {
 		e.Prev = d.IDs[seq-2]
 	}
-	b, id, err := d.signer.Seal(e)
-	if err != nil {
-		return err
-	}
-	d.Envelopes, d.IDs = append(d.Envelopes, b), append(d.IDs, id)
-	d.AckedAt, d.SentAt = append(d.AckedAt, time.Time{}), append(d.SentAt, time.Time{})
-	return nil
+	return d.seal(e)
 }
 
 // Publish sends the device's events from sequence from to to (inclusive), QoS 1, and
@@ -297,6 +291,11 @@ func (f *Fleet) SealWith(d *SimDevice, src string, changes []ruleset.Change) err
 		KeyID: d.signer.KeyID(), Seq: seq, Observed: event.FormatTime(time.Now()),
 		Source: src, Before: emptyDigest, After: emptyDigest, Prev: d.IDs[seq-2],
 		Changes: changes}
+	return d.seal(e)
+}
+
+// seal signs e as the device's next event and keeps it. The caller holds the fleet's lock.
+func (d *SimDevice) seal(e *event.Event) error {
 	b, id, err := d.signer.Seal(e)
 	if err != nil {
 		return err
