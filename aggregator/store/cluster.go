@@ -262,23 +262,45 @@ func (s *Store) Remove(ctx context.Context, id string) error {
 }
 
 // registerSelf writes this node's entry in the node table if it is missing or stale. The
-// leader calls it on taking office.
-// TODO: a follower restarted with another API URL stays listed under the old one until
-// it leads or joins again; followers cannot propose, so this needs a forwarded update.
+// leader calls it on taking office; a follower asks the leader to (SelfEntry).
 func (s *Store) registerSelf(ctx context.Context, now time.Time) error {
-	nodes, err := s.nodes()
-	if err != nil {
+	me, have, err := s.SelfEntry()
+	if err != nil || sameEntry(me, have) {
 		return err
-	}
-	me := Node{ID: s.cfg.NodeID, RaftAddr: string(s.transport.LocalAddr()), APIURL: s.cfg.APIURL,
-		LogFormat: LogFormat}
-	if old, ok := nodes[me.ID]; ok && old.RaftAddr == me.RaftAddr && old.APIURL == me.APIURL &&
-		old.LogFormat == me.LogFormat {
-		return nil
 	}
 	me.UpdatedAt = now.UTC()
 	_, err = s.apply(ctx, cmdSetNode, &setNodeCmd{Node: me})
 	return err
+}
+
+// SelfEntry returns this node's entry as it should be in the node table (its raft and
+// API addresses, the log format it reads), and the table's entry for it (nil when it has
+// none: not joined yet, or removed). A follower restarted with another API address, or a
+// newer version, is listed with the old until the leader writes the new entry: it asks
+// with a join of itself, which is harmless otherwise.
+func (s *Store) SelfEntry() (want Node, have *Node, err error) {
+	want = Node{ID: s.cfg.NodeID, RaftAddr: string(s.transport.LocalAddr()),
+		APIURL: s.cfg.APIURL, LogFormat: LogFormat}
+	nodes, err := s.nodes()
+	if err != nil {
+		return want, nil, err
+	}
+	if n, ok := nodes[want.ID]; ok {
+		have = &n
+	}
+	return want, have, nil
+}
+
+// sameEntry reports whether a node table entry says what want says.
+func sameEntry(want Node, have *Node) bool {
+	return have != nil && have.RaftAddr == want.RaftAddr && have.APIURL == want.APIURL &&
+		have.LogFormat == want.LogFormat
+}
+
+// SelfEntryStale reports whether the node table lists this node, but not as it is now.
+func (s *Store) SelfEntryStale() (bool, error) {
+	want, have, err := s.SelfEntry()
+	return err == nil && have != nil && !sameEntry(want, have), err
 }
 
 func (s *Store) configuration() (raft.Configuration, error) {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -263,5 +264,58 @@ func TestRemoveLastVoter(t *testing.T) {
 	if after.CommitIndex != before.CommitIndex || len(after.Members) != 1 ||
 		after.Members[0] != before.Members[0] {
 		t.Fatalf("cluster changed: %+v, was %+v", after, before)
+	}
+}
+
+// TestSelfEntryStale: a follower restarted with another API address finds its node table
+// entry stale until the leader writes it again (a join of itself); a removed node, which
+// the table no longer lists, does not find it stale (it must not ask to join again).
+func TestSelfEntryStale(t *testing.T) {
+	nodes := teststore.Cluster(t, 2, nil)
+	leader := teststore.Leader(t, nodes)
+	f := nodes[0]
+	if f == leader {
+		f = nodes[1]
+	}
+	if stale, err := f.Store.SelfEntryStale(); stale || err != nil {
+		t.Fatalf("after joining: stale %v %v", stale, err)
+	}
+	f.Stop()
+	cfg := f.Cfg
+	cfg.APIURL = "http://" + cfg.RaftListen[:strings.LastIndexByte(cfg.RaftListen, ':')] + ":9999"
+	moved := teststore.StartNode(t, cfg)
+	testenv.WaitFor(t, 10*time.Second, "the follower to catch up", func() bool {
+		return moved.Store.CaughtUp() == nil
+	})
+	if stale, err := moved.Store.SelfEntryStale(); !stale || err != nil {
+		t.Fatalf("after moving its API: stale %v %v", stale, err)
+	}
+	want, _, err := moved.Store.SelfEntry()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := leader.Store.Join(ctx, want, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	testenv.WaitFor(t, 10*time.Second, "the entry written again", func() bool {
+		stale, err := moved.Store.SelfEntryStale()
+		return !stale && err == nil
+	})
+	st, err := leader.Store.Cluster()
+	if err != nil || !slices.ContainsFunc(st.Members, func(m store.Member) bool {
+		return m.ID == cfg.NodeID && m.APIURL == cfg.APIURL && m.LogFormat == store.LogFormat
+	}) {
+		t.Fatalf("members %+v %v", st.Members, err)
+	}
+
+	if err := leader.Store.Remove(ctx, cfg.NodeID); err != nil {
+		t.Fatal(err)
+	}
+	testenv.WaitFor(t, 10*time.Second, "the removal applied on the node", func() bool {
+		_, have, err := moved.Store.SelfEntry()
+		return err == nil && have == nil
+	})
+	if stale, err := moved.Store.SelfEntryStale(); stale || err != nil {
+		t.Fatalf("after removal: stale %v %v", stale, err)
 	}
 }

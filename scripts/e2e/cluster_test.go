@@ -549,3 +549,39 @@ func linResult(op string, status int, body []byte, err error) (linOutput, bool) 
 }
 
 func isRefused(err error) bool { return errors.Is(err, syscall.ECONNREFUSED) }
+
+// TestClusterFollowerMovesAPI: a follower restarted with its API on another port asks the
+// leader to list it there (a join of itself): the node table is what followers forward
+// with and what the leader asks members through.
+func TestClusterFollowerMovesAPI(t *testing.T) {
+	_, c := newCluster(t)
+	leader, err := c.Leader(10 * time.Second)
+	check(t, err)
+	var f *lab.Node
+	for _, nd := range c.Nodes {
+		if nd != leader {
+			f = nd
+			break
+		}
+	}
+	f.Stop()
+	c.MoveAPI(f, 8444)
+	check(t, c.Restart(f))
+	waitFor(t, 20*time.Second, "the leader to list the moved API", func() (bool, string) {
+		var st struct {
+			Members []struct {
+				ID     string `json:"id"`
+				APIURL string `json:"api_url"`
+			} `json:"members"`
+		}
+		if err := c.Get(leader, "/v1/cluster", &st); err != nil {
+			return false, err.Error()
+		}
+		for _, m := range st.Members {
+			if m.ID == f.ID {
+				return m.APIURL == f.API, "listed at " + m.APIURL
+			}
+		}
+		return false, "not a member"
+	})
+}

@@ -311,6 +311,17 @@ func (c *Cluster) Running() []*Node {
 	return out
 }
 
+// MoveAPI makes nd serve its API on port (same address) from its next (re)start.
+func (c *Cluster) MoveAPI(nd *Node, port int) {
+	listen := fmt.Sprintf("%s:%d", nd.IP, port)
+	for i := range nd.args[:len(nd.args)-1] {
+		if nd.args[i] == "--http-listen" {
+			nd.args[i+1] = listen
+		}
+	}
+	nd.API = "http://" + listen
+}
+
 // SetBin makes nd run the aggregator in binary directory dir from its next (re)start, on
 // the same data directory and flags (an upgrade or a downgrade).
 func (c *Cluster) SetBin(nd *Node, dir string) {

@@ -226,11 +226,18 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) (err error
 		defer bgDone.Done()
 		st.RunLeaderDuties(bg, cfg.Cluster.TickInterval, api.MemberProbe(token, st))
 	}()
-	if cfg.Cluster.Join != "" && st.Fresh() {
+	switch {
+	case cfg.Cluster.Join != "" && st.Fresh():
 		bgDone.Add(1)
 		go func() {
 			defer bgDone.Done()
 			joinCluster(bg, cfg, st, token, log)
+		}()
+	case cfg.Cluster.Clustered():
+		bgDone.Add(1)
+		go func() {
+			defer bgDone.Done()
+			refreshSelf(bg, cfg, st, token, log)
 		}()
 	}
 
@@ -327,27 +334,13 @@ func storeConfig(cfg *config.Config) store.Config {
 // ctx ends. The member forwards the request to its leader.
 func joinCluster(ctx context.Context, cfg *config.Config, st *store.Store, token string,
 	log *slog.Logger) {
-	req := api.JoinRequest{ID: cfg.Raft.NodeID, RaftAddr: cfg.Raft.Listen, APIURL: cfg.APIURL(),
-		LogFormat: store.LogFormat}
-	body, _ := json.Marshal(req)
-	client := &http.Client{Timeout: 30 * time.Second,
-		Transport: &http.Transport{DialContext: st.ClusterDialer().DialContext}}
+	j := newJoiner(cfg, st, token, log)
 	url := strings.TrimRight(cfg.Cluster.Join, "/") + "/v1/cluster/join"
 	for attempt := 1; ; attempt++ {
-		err := postJoin(ctx, client, url, token, body)
+		err := j.post(ctx, url)
 		if err == nil {
 			log.Info("joined the cluster", "via", cfg.Cluster.Join)
 			return
-		}
-		if msg := err.Error(); req.LogFormat != 0 && strings.Contains(msg, "unknown field") &&
-			strings.Contains(msg, "log_format") {
-			// A member of an earlier version refuses the field (its cluster is at log
-			// format 1, which this node reads): ask again without it.
-			req.LogFormat = 0
-			body, _ = json.Marshal(req)
-			log.Info("the cluster runs an earlier version; joining without saying the log format",
-				"via", cfg.Cluster.Join)
-			continue
 		}
 		lvl := slog.LevelDebug
 		if attempt%10 == 1 {
@@ -361,6 +354,82 @@ func joinCluster(ctx context.Context, cfg *config.Config, st *store.Store, token
 		case <-time.After(time.Second):
 		}
 	}
+}
+
+// refreshSelf runs on a member that is not a fresh joiner: once its state has caught up,
+// if the node table lists it with another API address or an older log format (restarted
+// with new flags or a new version), it asks the leader to write its entry again, with a
+// join of itself. A node the table does not list (removed) asks nothing. The leader
+// writes its own entry when it takes office.
+func refreshSelf(ctx context.Context, cfg *config.Config, st *store.Store, token string,
+	log *slog.Logger) {
+	j := newJoiner(cfg, st, token, log)
+	t := time.NewTicker(2 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if st.IsLeader() || st.CaughtUp() != nil {
+			continue
+		}
+		li := st.Leader()
+		if li.APIURL == "" || li.Stale {
+			continue
+		}
+		stale, err := st.SelfEntryStale()
+		if err != nil {
+			continue
+		}
+		if !stale { // listed as it is, or not listed (removed: it must not join again)
+			return
+		}
+		if err := j.post(ctx, strings.TrimRight(li.APIURL, "/")+"/v1/cluster/join"); err != nil {
+			log.Debug("could not update this node's entry in the node table; retrying",
+				"leader_api", li.APIURL, "err", err)
+			continue
+		}
+		log.Info("updated this node's entry in the node table", "api", cfg.APIURL(),
+			"log_format", store.LogFormat)
+		return
+	}
+}
+
+// joiner posts this node's join request.
+type joiner struct {
+	req    api.JoinRequest
+	client *http.Client
+	token  string
+	log    *slog.Logger
+}
+
+func newJoiner(cfg *config.Config, st *store.Store, token string, log *slog.Logger) *joiner {
+	return &joiner{
+		req: api.JoinRequest{ID: cfg.Raft.NodeID, RaftAddr: cfg.Raft.Listen, APIURL: cfg.APIURL(),
+			LogFormat: store.LogFormat},
+		client: &http.Client{Timeout: 30 * time.Second,
+			Transport: &http.Transport{DialContext: st.ClusterDialer().DialContext}},
+		token: token, log: log,
+	}
+}
+
+// post sends the join request to url. A member of an earlier version refuses the
+// log_format field (its cluster is at log format 1, which this node reads): the request
+// goes again without it, and so do the later ones.
+func (j *joiner) post(ctx context.Context, url string) error {
+	body, _ := json.Marshal(j.req)
+	err := postJoin(ctx, j.client, url, j.token, body)
+	if msg := fmt.Sprint(err); err != nil && j.req.LogFormat != 0 &&
+		strings.Contains(msg, "unknown field") && strings.Contains(msg, "log_format") {
+		j.req.LogFormat = 0
+		j.log.Info("the cluster runs an earlier version; joining without saying the log format",
+			"via", url)
+		body, _ = json.Marshal(j.req)
+		err = postJoin(ctx, j.client, url, j.token, body)
+	}
+	return err
 }
 
 func postJoin(ctx context.Context, c *http.Client, url, token string, body []byte) error {
