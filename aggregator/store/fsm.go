@@ -38,7 +38,10 @@ import (
 //     changes behaviour;
 //   - no iteration over Go maps where the order reaches the state or the result;
 //   - every rejection is decided from the command and the state alone, and a rejected
-//     command writes nothing but the applied index.
+//     command writes nothing but the applied index;
+//   - a change of what applying an entry decides or writes takes effect only from a
+//     raised log format (logformat.go): nodes of two versions, and an old log replayed,
+//     must agree.
 //
 // Readers use the same bbolt file through view; Restore swaps the file under the write
 // lock.
