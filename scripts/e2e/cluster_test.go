@@ -87,12 +87,7 @@ func TestClusterKillLeaderDuringBurst(t *testing.T) {
 		"FENCELINE_RAFT_SNAPSHOT_INTERVAL=500ms", "FENCELINE_RAFT_TRAILING_LOGS=100")
 	leader, err := c.Leader(10 * time.Second)
 	check(t, err)
-	var follower *lab.Node
-	for _, nd := range c.Nodes {
-		if nd != leader {
-			follower = nd
-		}
-	}
+	follower := c.Follower(leader)
 	fleet, err := lab.NewFleet(c.Broker, lab.NetnsDialer(c.Netns))
 	check(t, err)
 	t.Cleanup(fleet.Close)
@@ -211,13 +206,7 @@ func TestClusterPartition(t *testing.T) {
 	_, c := newCluster(t)
 	leader, err := c.Leader(10 * time.Second)
 	check(t, err)
-	var minority *lab.Node
-	for _, nd := range c.Nodes {
-		if nd != leader {
-			minority = nd
-			break
-		}
-	}
+	minority := c.Follower(leader)
 	enrollElsewhere(t, c.Poster(leader))
 	check(t, c.Poster(leader)("POST", "/v1/tenants/acme/crs", crRequest("CR-BEFORE"), nil))
 	var leaderAPI string
@@ -557,13 +546,7 @@ func TestClusterFollowerMovesAPI(t *testing.T) {
 	_, c := newCluster(t)
 	leader, err := c.Leader(10 * time.Second)
 	check(t, err)
-	var f *lab.Node
-	for _, nd := range c.Nodes {
-		if nd != leader {
-			f = nd
-			break
-		}
-	}
+	f := c.Follower(leader)
 	f.Stop()
 	c.MoveAPI(f, 8444)
 	check(t, c.Restart(f))

@@ -22,14 +22,10 @@ func TestUpgradeMixedVersionsDeviations(t *testing.T) {
 	check(t, err)
 	// Upgrade one follower in place (a fresh node of this version cannot join an earlier
 	// leader: TestUpgradeNewNodeJoinsOldLeader).
-	for _, nd := range c.Nodes {
-		if nd != leader {
-			nd.Stop()
-			c.SetBin(nd, newBin)
-			check(t, c.Restart(nd))
-			break
-		}
-	}
+	nd := c.Follower(leader)
+	nd.Stop()
+	c.SetBin(nd, newBin)
+	check(t, c.Restart(nd))
 	fleet, err := lab.NewFleet(c.Broker, lab.NetnsDialer(c.Netns))
 	check(t, err)
 	t.Cleanup(fleet.Close)

@@ -397,12 +397,7 @@ func upgradeRolling(t *testing.T, leaderFirst bool) {
 	n5.Stop()
 
 	// Downgrade a follower after format 2.
-	var follower *lab.Node
-	for _, nd := range c.Nodes[:3] {
-		if nd != leader {
-			follower = nd
-		}
-	}
+	follower := c.Follower(leader) // one of the first three: the others were added later
 	follower.Stop()
 	c.SetBin(follower, oldBin)
 	check(t, follower.Restart())

@@ -311,6 +311,16 @@ func (c *Cluster) Running() []*Node {
 	return out
 }
 
+// Follower returns the first node that is not leader.
+func (c *Cluster) Follower(leader *Node) *Node {
+	for _, nd := range c.Nodes {
+		if nd != leader {
+			return nd
+		}
+	}
+	return nil
+}
+
 // MoveAPI makes nd serve its API on port (same address) from its next (re)start.
 func (c *Cluster) MoveAPI(nd *Node, port int) {
 	listen := fmt.Sprintf("%s:%d", nd.IP, port)
